@@ -1,0 +1,36 @@
+/* Buffers for data that does not fit in place: large receives and payloads
+ * the application keeps after its callback. Sizes are rounded up to a power
+ * of two (min 4 KiB); freed buffers are cached per size class, up to a byte
+ * budget, so the steady state allocates nothing. One px_bufpool per
+ * context, single-threaded. A px_buf is owned by whoever got it until put. */
+#ifndef PX_CORE_BUF_H
+#define PX_CORE_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PX_BUF_MIN_SHIFT 12
+#define PX_BUF_CLASSES   21 /* 4 KiB .. 4 GiB */
+
+typedef struct px_buf {
+    struct px_buf *next; /* free-list link while cached */
+    size_t cap;          /* usable bytes at data */
+    uint8_t cls;         /* size class */
+    unsigned char data[] __attribute__((aligned(64)));
+} px_buf;
+
+typedef struct px_bufpool {
+    px_buf *free[PX_BUF_CLASSES];
+    size_t cached_bytes;
+    size_t cache_limit;
+    uint64_t allocs; /* calls that had to malloc: the steady state keeps this flat */
+} px_bufpool;
+
+/* cache_limit: bytes of freed buffers kept for reuse (0: 64 MiB). */
+void px_bufpool_init(px_bufpool *bp, size_t cache_limit);
+void px_bufpool_fini(px_bufpool *bp);
+/* A buffer of at least `len` bytes, or NULL (out of memory or len > 2 GiB). */
+px_buf *px_buf_get(px_bufpool *bp, size_t len);
+void px_buf_put(px_bufpool *bp, px_buf *b);
+
+#endif

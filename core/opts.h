@@ -1,0 +1,22 @@
+/* Context options: defaults and range checks in one place. */
+#ifndef PX_CORE_OPTS_H
+#define PX_CORE_OPTS_H
+
+#include "plexus/context.h"
+
+#define PX_DEF_QUEUE_DEPTH      512u
+#define PX_DEF_MAX_QUEUED_BYTES (64ull << 20)
+#define PX_DEF_MAX_MSG          (64ull << 20)
+#define PX_DEF_MAX_HDR          4096u
+#define PX_DEF_MAX_IOV          64u
+#define PX_MIN_MAX_IOV          16u
+#define PX_DEF_INLINE           (16u << 10)
+#define PX_DEF_MAX_SESSIONS     16384u
+
+/* Copy `in` (NULL: all defaults) to `out` with every zero replaced by its
+ * default. Returns 0; -PX_EINVAL for a value out of range (queue_depth over
+ * 65536, max_msg_size over 4 GiB - 1, max_header_size over 65535, max_iov
+ * below 16 or over 1024, inline_threshold over 1 MiB). */
+int px_ctx_opts_resolve(const px_ctx_opts *in, px_ctx_opts *out);
+
+#endif

@@ -1,0 +1,108 @@
+/* plexus — the context: one event loop per thread.
+ *
+ * A px_ctx owns a libev loop, its timers, its task and buffer pools and every
+ * server, connection and timer created on it. All of those objects are used
+ * from the thread that runs the context; only px_ctx_stop(), px_ctx_post()
+ * and px_ctx_wakeup() may be called from any thread.
+ */
+#ifndef PLEXUS_CONTEXT_H
+#define PLEXUS_CONTEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct px_ctx px_ctx;
+typedef struct px_timer px_timer;
+
+/* Options of a context. Zero-initialise, then set what you need: every zero
+ * field means "the default" given in its comment. Copied at creation. */
+typedef struct px_ctx_opts {
+    /* Busy-poll the transports for this many microseconds before the loop
+     * sleeps (polling mode). 0: never spin, sleep at once (default). */
+    uint32_t poll_us;
+    /* Maximum requests in flight per connection (the task pool size).
+     * Default 512. */
+    uint32_t queue_depth;
+    /* Bytes of sends that may wait behind a full queue per connection
+     * before sends return -PX_EAGAIN. Default 64 MiB. */
+    uint64_t max_queued_bytes;
+    /* Largest message data (sum of a message's iovecs) accepted either way.
+     * Default 64 MiB; at most 4 GiB - 1. */
+    uint64_t max_msg_size;
+    /* Largest application header. Default 4096; at most 65535. */
+    uint32_t max_header_size;
+    /* Largest number of data iovecs in one message. Default 64, minimum 16. */
+    uint32_t max_iov;
+    /* Messages at most this large are delivered in place from the transport's
+     * receive buffer; larger ones are read straight into their destination.
+     * Default 16 KiB. */
+    uint32_t inline_threshold;
+    /* Maximum sessions a server on this context accepts. Default 16384. */
+    uint32_t max_sessions;
+} px_ctx_opts;
+
+/* Create a context. `opts` may be NULL for all defaults. On success *out
+ * owns a new context, which the calling thread (or whichever thread later
+ * runs it exclusively) drives.
+ * Returns 0; -PX_EINVAL for an option out of range; -PX_ENOMEM;
+ * -PX_EMFILE/-PX_ENFILE when its wake-up fd cannot be created. */
+int px_ctx_create(const px_ctx_opts *opts, px_ctx **out);
+
+/* Destroy a context. Every server and session created on it must have been
+ * destroyed first, else -PX_EBUSY and nothing is freed. Pending posted work
+ * is dropped (its functions are not called). Not from inside a callback. */
+int px_ctx_destroy(px_ctx *ctx);
+
+/* Run the loop until px_ctx_stop(). Returns 0 when stopped; -PX_EBUSY if the
+ * context is already running (re-entered from a callback). */
+int px_ctx_run(px_ctx *ctx);
+
+/* Run the loop until px_ctx_stop() or `timeout_ms` elapsed (-1: forever).
+ * Returns 0 when stopped, -PX_ETIMEDOUT when the time ran out. */
+int px_ctx_run_timeout(px_ctx *ctx, int timeout_ms);
+
+/* One bounded, non-blocking iteration: polls the transports, runs ready
+ * callbacks and due timers, flushes sends, and returns. Returns the number
+ * of events handled (0: nothing was ready), or -PX_EBUSY when re-entered.
+ * This is the call for busy-polling applications. */
+int px_ctx_poll(px_ctx *ctx);
+
+/* Make px_ctx_run() return after the current iteration. Any thread;
+ * async-signal-safe is not promised. Returns 0. */
+int px_ctx_stop(px_ctx *ctx);
+
+/* A file descriptor that becomes readable when the context has work: add it
+ * to your own loop (poll/epoll/another libev loop) and call px_ctx_poll()
+ * when it fires. Owned by the context; do not close it. */
+int px_ctx_fd(px_ctx *ctx);
+
+/* Run fn(arg) on the context's thread, soon, in posting order. Any thread;
+ * the only allocation-free way to hand work to a context from elsewhere.
+ * Returns 0; -PX_ENOMEM; -PX_ECLOSED when the context is being destroyed. */
+int px_ctx_post(px_ctx *ctx, void (*fn)(void *arg), void *arg);
+
+/* Timers. A px_timer is owned by the context it was created on; its
+ * callback runs on that context's thread. Restarting a running timer
+ * re-arms it. */
+typedef void (*px_timer_cb)(px_timer *timer, void *arg);
+
+/* Returns 0 and *out; -PX_ENOMEM. */
+int px_timer_create(px_ctx *ctx, px_timer_cb cb, void *arg, px_timer **out);
+/* Fire after `after_us`, then every `repeat_us` (0: once). Returns 0. */
+int px_timer_start(px_timer *t, uint64_t after_us, uint64_t repeat_us);
+/* Returns 0; stopping a stopped timer is fine. */
+int px_timer_stop(px_timer *t);
+/* Stops and frees. May be called from the timer's own callback. */
+void px_timer_destroy(px_timer *t);
+
+/* Monotonic time in nanoseconds, the clock all plexus timing uses. */
+uint64_t px_now_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

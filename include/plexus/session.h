@@ -1,0 +1,271 @@
+/* plexus — servers, sessions, connections and messages.
+ *
+ * Object model (Accelio's, made simpler):
+ *   server   a URI bound on a context; new sessions arrive in on_new_session.
+ *   session  a client's association with one server, carrying user data and
+ *            the private data sent at setup. It has one or more connections.
+ *   conn     one connection of a session, bound to one context (thread); all
+ *            its callbacks run on that context's thread.
+ *   msg      what travels: `out` is what this side sends, `in` what it
+ *            receives (a request on the responder, the reply on the
+ *            requester, a one-way message on its receiver).
+ *
+ * Lifetime: every object ends asynchronously. px_conn_close() and
+ * px_session_close() start a graceful end; the object is freed after the
+ * last event about it (PX_EV_CONN_TEARDOWN / PX_EV_SESSION_TEARDOWN) has
+ * been delivered and its callback has returned.
+ *
+ * The exactly-once rule: every request you send ends in exactly one of
+ * {on_msg with its response, on_msg_error}; every one-way message in exactly
+ * one of {on_msg_send_complete, on_msg_delivered (with PX_MSG_RECEIPT),
+ * on_msg_error}; every response you send in exactly one of
+ * {on_msg_send_complete, on_msg_error}. Also when the peer dies.
+ */
+#ifndef PLEXUS_SESSION_H
+#define PLEXUS_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "plexus/memory.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct px_ctx px_ctx;
+typedef struct px_server px_server;
+typedef struct px_session px_session;
+typedef struct px_conn px_conn;
+typedef struct px_msg px_msg;
+
+/* ---- messages ---------------------------------------------------------- */
+
+typedef enum px_msg_type {
+    PX_MSG_NONE = 0,
+    PX_MSG_REQUEST = 1,  /* delivered to the responder */
+    PX_MSG_RESPONSE = 2, /* delivered to the requester, in its own px_msg */
+    PX_MSG_ONEWAY = 3,   /* delivered to the receiver of px_send_msg() */
+} px_msg_type;
+
+/* Flags in px_msg.flags, set by the sender. */
+#define PX_MSG_RECEIPT (1u << 0) /* one-way: report on_msg_delivered, not send_complete */
+
+/* One direction of a message: an application header and a data vector.
+ * When you fill it (out, or in for the reply's landing place) the memory
+ * it points to is yours and must stay valid until the message completes.
+ * When plexus fills it (a delivered message) it points into plexus-owned
+ * memory valid until you release the message (px_release_msg,
+ * px_release_response) or, for a request, until its response completes. */
+typedef struct px_msg_vec {
+    void *header;
+    uint32_t header_len;
+    uint32_t iov_count;
+    px_iov *iov;
+    uint64_t data_len; /* delivered: total data bytes; ignored on send */
+} px_msg_vec;
+
+/* A message. For sends the struct is yours: allocate it as you like and
+ * keep it untouched until its completion callback. Delivered requests and
+ * one-way messages are plexus's: read them, fill `out` of a request and
+ * px_send_response() it, but never free them. */
+struct px_msg {
+    px_msg_vec out;
+    px_msg_vec in;
+    uint32_t flags;      /* PX_MSG_* */
+    px_msg_type type;    /* set by plexus on delivery */
+    uint64_t sn;         /* serial number, set by plexus when sent */
+    void *user_context;  /* yours; plexus never reads it */
+    px_iov in_iov[1];    /* where plexus points in.iov for a single-segment delivery */
+    uint64_t priv[12];   /* plexus-internal state; do not touch */
+};
+
+/* ---- events ------------------------------------------------------------ */
+
+typedef enum px_event_type {
+    PX_EV_SESSION_ESTABLISHED = 1, /* client: the server accepted */
+    PX_EV_SESSION_REJECTED,        /* client: reason + the server's user data */
+    PX_EV_SESSION_REDIRECTED,      /* client: the server sent us elsewhere; data = URI */
+    PX_EV_CONN_ESTABLISHED,        /* both sides: the connection carries messages */
+    PX_EV_CONN_CLOSED,             /* graceful close finished (either side began it) */
+    PX_EV_CONN_DISCONNECTED,       /* connection lost; reason says why */
+    PX_EV_CONN_ERROR,              /* protocol error from the peer; DISCONNECTED follows */
+    PX_EV_CONN_TEARDOWN,           /* last event of a connection; freed after it */
+    PX_EV_SESSION_TEARDOWN,        /* last event of a session; freed after it */
+} px_event_type;
+
+typedef struct px_event {
+    px_event_type type;
+    px_conn *conn;    /* connection events; NULL for session events */
+    int reason;       /* 0, or -PX_E... saying why */
+    const void *data; /* REJECTED: the server's data; REDIRECTED: the URI */
+    size_t data_len;  /* valid during the callback only */
+} px_event;
+
+/* What a server learns of a new session, valid during on_new_session. */
+typedef struct px_new_session {
+    const char *uri;          /* the server URI the client reached */
+    const char *peer;         /* the peer's address, e.g. "tcp://127.0.0.1:5123" */
+    const void *private_data; /* the client's setup data */
+    size_t private_len;
+} px_new_session;
+
+/* Callbacks. All run on the thread of the context of the connection
+ * concerned; `user` is the session's user pointer (px_session_set_user).
+ * Inside them you may send, respond, release, cancel and close; you may not
+ * destroy the context or run it recursively. Unused members may be NULL. */
+typedef struct px_session_ops {
+    void (*on_session_event)(px_session *s, const px_event *ev, void *user);
+    /* Server only. Call px_session_accept/reject/redirect, now or later; a
+     * session left undecided keeps its first connection waiting. */
+    void (*on_new_session)(px_session *s, const px_new_session *req, void *user);
+    /* A request, a response (in your own px_msg) or a one-way message.
+     * more_in_batch: further messages of this connection are already here
+     * and follow at once, so you may coalesce work until it is 0. */
+    void (*on_msg)(px_conn *c, px_msg *msg, int more_in_batch, void *user);
+    /* A PX_MSG_RECEIPT one-way message reached the peer's application. */
+    void (*on_msg_delivered)(px_conn *c, px_msg *msg, void *user);
+    /* The transport no longer needs the buffers of a one-way message
+     * (without receipt) or of a response you sent. */
+    void (*on_msg_send_complete)(px_conn *c, px_msg *msg, void *user);
+    /* The message ended without success; reason is -PX_EDISCONNECTED,
+     * -PX_ECANCELED, -PX_EFLUSHED, -PX_EMSGSIZE, -PX_ESHORTBUF, ... */
+    void (*on_msg_error)(px_conn *c, px_msg *msg, int reason, void *user);
+    /* A message with msg->in.data_len bytes of data (above the inline
+     * threshold) is arriving; msg->in.header is already valid. Point
+     * msg->in.iov/iov_count at your memory (at least data_len bytes in all)
+     * and return 0 to receive straight into it, or return nonzero to let
+     * plexus supply a buffer. A too-short vector is refused, never trusted. */
+    int (*assign_data_in_buf)(px_conn *c, px_msg *msg, void *user);
+} px_session_ops;
+
+/* ---- server ------------------------------------------------------------ */
+
+/* Bind `uri` on `ctx`. ops and user are copied/kept for every session the
+ * server accepts. Port 0 picks a free port: read it back with
+ * px_server_uri(). Returns 0 and *out; -PX_EBADURI/-PX_EBADSCHEME/
+ * -PX_EBADHOST/-PX_EBADPORT/-PX_EBADPATH/-PX_EBADOPT for the URI;
+ * -PX_EADDRINUSE; -PX_EACCES; -PX_ENOMEM. Context thread only. */
+int px_server_bind(px_ctx *ctx, const char *uri, const px_session_ops *ops, void *user,
+                   px_server **out);
+
+/* The URI actually bound (with the real port), NUL-terminated into buf.
+ * Returns its length; -PX_ENOSPC when buf is too small. */
+int px_server_uri(const px_server *srv, char *buf, size_t len);
+
+/* Stop listening and free the server. Sessions it accepted live on until
+ * they end. Returns 0. Context thread only. */
+int px_server_unbind(px_server *srv);
+
+/* ---- session ----------------------------------------------------------- */
+
+typedef struct px_session_params {
+    const char *uri;            /* the server to reach */
+    const px_session_ops *ops;  /* kept by pointer: must outlive the session */
+    void *user;                 /* passed to every callback */
+    const void *private_data;   /* copied; delivered to on_new_session */
+    size_t private_len;         /* at most 4096 */
+} px_session_params;
+
+/* Create a client session on `ctx`. No network traffic yet: the first
+ * px_connect() performs the handshake. Returns 0 and *out; -PX_EINVAL;
+ * the URI errors of px_server_bind(); -PX_ENOMEM. */
+int px_session_create(px_ctx *ctx, const px_session_params *params, px_session **out);
+
+/* Open a connection of session `s`, driven by context `ctx`. Messages may
+ * be sent on it at once; they are queued until it is established.
+ * PX_EV_CONN_ESTABLISHED (and, the first time, PX_EV_SESSION_ESTABLISHED)
+ * follow, or PX_EV_SESSION_REJECTED / PX_EV_CONN_DISCONNECTED. Returns 0 and
+ * *out; -PX_ECLOSED for a closing session; -PX_ENOMEM. Thread of `ctx`. */
+int px_connect(px_session *s, px_ctx *ctx, px_conn **out);
+
+/* Server side: decide a session offered to on_new_session. portals: URIs of
+ * other servers the client should spread further connections across (may
+ * be NULL). data is copied and delivered with PX_EV_SESSION_ESTABLISHED /
+ * PX_EV_SESSION_REJECTED. Each returns 0; -PX_EALREADY if decided before;
+ * -PX_EINVAL; -PX_EMSGSIZE for data over 4096 bytes. */
+int px_session_accept(px_session *s, const char *const *portals, size_t n_portals,
+                      const void *data, size_t len);
+int px_session_reject(px_session *s, int reason, const void *data, size_t len);
+int px_session_redirect(px_session *s, const char *const *uris, size_t n_uris);
+
+/* Gracefully close every connection of the session (in-flight work drains
+ * first, then the peer is told), then deliver PX_EV_SESSION_TEARDOWN and
+ * free it. Returns 0; -PX_EALREADY when closing already. */
+int px_session_close(px_session *s);
+
+void px_session_set_user(px_session *s, void *user);
+void *px_session_user(const px_session *s);
+
+/* ---- connection -------------------------------------------------------- */
+
+/* Graceful close: new sends fail with -PX_ESHUTDOWN, in-flight requests
+ * and queued sends complete, then the peer is told and
+ * PX_EV_CONN_CLOSED, PX_EV_CONN_TEARDOWN follow. Returns 0; -PX_EALREADY. */
+int px_conn_close(px_conn *c);
+
+/* Abrupt close: outstanding work completes at once with -PX_EFLUSHED,
+ * then PX_EV_CONN_DISCONNECTED, PX_EV_CONN_TEARDOWN. Returns 0. */
+int px_conn_disconnect(px_conn *c);
+
+px_session *px_conn_session(const px_conn *c);
+px_ctx *px_conn_ctx(const px_conn *c);
+
+/* The peer's address as a URI into buf. Returns its length; -PX_ENOSPC;
+ * -PX_ENOTCONN before the transport connected. */
+int px_conn_peer(const px_conn *c, char *buf, size_t len);
+
+typedef struct px_conn_stats {
+    uint64_t requests_sent, responses_recv, requests_recv, responses_sent;
+    uint64_t oneway_sent, oneway_recv;
+    uint64_t bytes_sent, bytes_recv; /* application header + data */
+    uint64_t in_flight;              /* requests awaiting a response now */
+    uint64_t queued, queued_bytes;   /* sends waiting behind a full queue now */
+    uint64_t rx_direct;              /* messages read straight into their destination */
+    uint64_t rx_detached;            /* in-place deliveries copied because the app kept them */
+    uint64_t eagain;                 /* sends refused with -PX_EAGAIN */
+} px_conn_stats;
+
+/* Returns 0. */
+int px_conn_get_stats(const px_conn *c, px_conn_stats *out);
+
+/* ---- sending ----------------------------------------------------------- */
+
+/* Send a request. req->out is sent; the response arrives in on_msg with
+ * msg == req, msg->type == PX_MSG_RESPONSE and msg->in filled: into your
+ * req->in.iov if you pointed it at memory (it must be large enough, else
+ * on_msg_error -PX_ESHORTBUF), else into plexus memory. Either way call
+ * px_release_response(req) afterwards.
+ * Returns 0; -PX_EAGAIN (queue and byte limit full: nothing was sent);
+ * -PX_EMSGSIZE (header or data over the limits); -PX_ETOOMANY (too many
+ * iovecs); -PX_ESHUTDOWN (closing); -PX_ENOTCONN (disconnected);
+ * -PX_EINVAL. On any error the message is untouched and no callback comes. */
+int px_send_request(px_conn *c, px_msg *req);
+
+/* Answer a delivered request: fill req->out, then call this, in on_msg or
+ * later. Completion: on_msg_send_complete(req) or on_msg_error(req); the
+ * request is recycled after that callback. Errors as px_send_request(),
+ * -PX_EALREADY when already answered. */
+int px_send_response(px_msg *req);
+
+/* Send a one-way message. Returns as px_send_request(). */
+int px_send_msg(px_conn *c, px_msg *msg);
+
+/* Give back the reply buffers of a completed request (after on_msg with
+ * PX_MSG_RESPONSE). The px_msg is yours again. Returns 0; -PX_EINVAL. */
+int px_release_response(px_msg *req);
+
+/* Give back a delivered one-way message. For a delivered request you will
+ * not answer, this answers it with an error (-PX_EPEER reaches the
+ * requester). Returns 0; -PX_EINVAL. */
+int px_release_msg(px_msg *msg);
+
+/* Cancel an outstanding request: it completes at once with on_msg_error
+ * -PX_ECANCELED (a response that arrives later is discarded). Returns 0;
+ * -PX_EALREADY when it completed already; -PX_EINVAL. */
+int px_cancel(px_msg *req);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
