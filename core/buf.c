@@ -1,0 +1,74 @@
+/* Size-classed buffer cache; see buf.h. */
+#include "core/buf.h"
+
+#include <stdlib.h>
+
+#define BUF_MAX_LEN       ((size_t)2 << 30)
+#define BUF_DEFAULT_LIMIT ((size_t)64 << 20)
+
+void px_bufpool_init(px_bufpool *bp, size_t cache_limit)
+{
+    for (int i = 0; i < PX_BUF_CLASSES; i++)
+        bp->free[i] = NULL;
+    bp->cached_bytes = 0;
+    bp->cache_limit = cache_limit ? cache_limit : BUF_DEFAULT_LIMIT;
+    bp->allocs = 0;
+}
+
+void px_bufpool_fini(px_bufpool *bp)
+{
+    for (int i = 0; i < PX_BUF_CLASSES; i++) {
+        while (bp->free[i]) {
+            px_buf *b = bp->free[i];
+            bp->free[i] = b->next;
+            free(b);
+        }
+    }
+    bp->cached_bytes = 0;
+}
+
+static unsigned size_class(size_t len)
+{
+    unsigned cls = 0;
+    while (((size_t)1 << (cls + PX_BUF_MIN_SHIFT)) < len)
+        cls++;
+    return cls;
+}
+
+px_buf *px_buf_get(px_bufpool *bp, size_t len)
+{
+    if (len > BUF_MAX_LEN)
+        return NULL;
+    unsigned cls = size_class(len);
+    px_buf *b = bp->free[cls];
+    if (b) {
+        bp->free[cls] = b->next;
+        bp->cached_bytes -= b->cap;
+        b->next = NULL;
+        return b;
+    }
+    size_t cap = (size_t)1 << (cls + PX_BUF_MIN_SHIFT);
+    /* aligned_alloc wants a multiple of the alignment: the header is padded
+     * to 64 by data's alignment and cap is a multiple of 4 KiB. */
+    b = aligned_alloc(64, sizeof(px_buf) + cap);
+    if (b == NULL)
+        return NULL;
+    bp->allocs++;
+    b->next = NULL;
+    b->cap = cap;
+    b->cls = (uint8_t)cls;
+    return b;
+}
+
+void px_buf_put(px_bufpool *bp, px_buf *b)
+{
+    if (b == NULL)
+        return;
+    if (bp->cache_limit - bp->cached_bytes < b->cap || bp->cached_bytes > bp->cache_limit) {
+        free(b);
+        return;
+    }
+    b->next = bp->free[b->cls];
+    bp->free[b->cls] = b;
+    bp->cached_bytes += b->cap;
+}

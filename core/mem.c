@@ -1,0 +1,128 @@
+/* Memory regions; see plexus/memory.h and core/mem.h. Transports attach
+ * their own handles later (tp_handle); this file only owns the memory. */
+#include "core/mem.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "plexus/error.h"
+#include "plexus/transport.h"
+
+static px_mr *mr_new(px_ctx *ctx, void *addr, size_t len, int fd, int allocated)
+{
+    px_mr *mr = calloc(1, sizeof(*mr));
+    if (mr == NULL)
+        return NULL;
+    mr->ctx = ctx;
+    mr->addr = addr;
+    mr->len = len;
+    mr->fd = fd;
+    mr->allocated = allocated;
+    return mr;
+}
+
+int px_mem_register(px_ctx *ctx, void *addr, size_t len, px_mr **out)
+{
+    if (ctx == NULL || addr == NULL || len == 0 || out == NULL)
+        return -PX_EINVAL;
+    px_mr *mr = mr_new(ctx, addr, len, -1, 0);
+    if (mr == NULL)
+        return -PX_ENOMEM;
+    *out = mr;
+    return 0;
+}
+
+int px_mem_deregister(px_mr *mr)
+{
+    if (mr == NULL || mr->allocated)
+        return -PX_EINVAL;
+    free(mr);
+    return 0;
+}
+
+/* Whole pages: the segment is mapped by the peer too, and it can only map
+ * pages. Returns 0 on overflow. */
+static size_t page_round(size_t len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (len > SIZE_MAX - (page - 1))
+        return 0;
+    return (len + page - 1) & ~(page - 1);
+}
+
+static int memfd_map(size_t len, int *fd_out, void **addr_out)
+{
+    int fd = memfd_create("plexus-mem", MFD_CLOEXEC);
+    if (fd < 0)
+        return errno == EMFILE || errno == ENFILE ? -errno : -PX_ENOMEM;
+    if (ftruncate(fd, (off_t)len) != 0) {
+        close(fd);
+        return -PX_ENOMEM;
+    }
+    void *addr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (addr == MAP_FAILED) {
+        close(fd);
+        return -PX_ENOMEM;
+    }
+    *fd_out = fd;
+    *addr_out = addr;
+    return 0;
+}
+
+int px_mem_alloc(px_ctx *ctx, size_t len, void **addr, px_mr **out)
+{
+    if (ctx == NULL || len == 0 || addr == NULL || out == NULL)
+        return -PX_EINVAL;
+    size_t size = page_round(len);
+    if (size == 0 || size > (size_t)INT64_MAX)
+        return -PX_ENOMEM;
+    int fd;
+    void *mem;
+    int rc = memfd_map(size, &fd, &mem);
+    if (rc)
+        return rc;
+    px_mr *mr = mr_new(ctx, mem, size, fd, 1);
+    if (mr == NULL) {
+        munmap(mem, size);
+        close(fd);
+        return -PX_ENOMEM;
+    }
+    *addr = mem;
+    *out = mr;
+    return 0;
+}
+
+int px_mem_free(px_mr *mr)
+{
+    if (mr == NULL || !mr->allocated)
+        return -PX_EINVAL;
+    munmap(mr->addr, mr->len);
+    close(mr->fd);
+    free(mr);
+    return 0;
+}
+
+void *px_mr_addr(const px_mr *mr)
+{
+    return mr ? mr->addr : NULL;
+}
+
+size_t px_mr_len(const px_mr *mr)
+{
+    return mr ? mr->len : 0;
+}
+
+/* The whole segment is the region, so the offset is always 0 today; the
+ * out-parameter leaves room for regions carved from a shared pool. */
+int px_mr_fd(const px_mr *mr, int *fd, uint64_t *offset)
+{
+    if (mr == NULL || fd == NULL || offset == NULL)
+        return -PX_EINVAL;
+    if (mr->fd < 0)
+        return -PX_ENOENT;
+    *fd = mr->fd;
+    *offset = 0;
+    return 0;
+}
