@@ -1,0 +1,81 @@
+/* Context options: defaults for zeros, and the range of every field. */
+#include "core/opts.h"
+#include "plexus/error.h"
+#include "px_check.h"
+
+START_TEST(defaults)
+{
+    px_ctx_opts o;
+    ck_assert_int_eq(px_ctx_opts_resolve(NULL, &o), 0);
+    ck_assert_uint_eq(o.poll_us, 0);
+    ck_assert_uint_eq(o.queue_depth, 512);
+    ck_assert_uint_eq(o.max_queued_bytes, 64ull << 20);
+    ck_assert_uint_eq(o.max_msg_size, 64ull << 20);
+    ck_assert_uint_eq(o.max_header_size, 4096);
+    ck_assert_uint_eq(o.max_iov, 64);
+    ck_assert_uint_eq(o.inline_threshold, 16384);
+    ck_assert_uint_eq(o.max_sessions, 16384);
+    px_ctx_opts zero = {0};
+    px_ctx_opts o2;
+    ck_assert_int_eq(px_ctx_opts_resolve(&zero, &o2), 0);
+    ck_assert_mem_eq(&o, &o2, sizeof(o));
+    ck_assert_int_eq(px_ctx_opts_resolve(NULL, NULL), -PX_EINVAL);
+}
+END_TEST
+
+START_TEST(kept)
+{
+    px_ctx_opts in = {.poll_us = 50,
+                      .queue_depth = 7,
+                      .max_queued_bytes = 1,
+                      .max_msg_size = 100,
+                      .max_header_size = 1,
+                      .max_iov = 16,
+                      .inline_threshold = 1,
+                      .max_sessions = 3};
+    px_ctx_opts o;
+    ck_assert_int_eq(px_ctx_opts_resolve(&in, &o), 0);
+    ck_assert_mem_eq(&in, &o, sizeof(o));
+    /* In place works too. */
+    in.queue_depth = 0;
+    ck_assert_int_eq(px_ctx_opts_resolve(&in, &in), 0);
+    ck_assert_uint_eq(in.queue_depth, 512);
+    ck_assert_uint_eq(in.poll_us, 50);
+}
+END_TEST
+
+/* Apply `set` to zeroed options and resolve. */
+#define RESOLVE_WITH(field, value)                                                                 \
+    ({                                                                                             \
+        px_ctx_opts in_ = {0}, out_;                                                               \
+        in_.field = (value);                                                                       \
+        px_ctx_opts_resolve(&in_, &out_);                                                          \
+    })
+
+START_TEST(ranges)
+{
+    ck_assert_int_eq(RESOLVE_WITH(queue_depth, 65536), 0);
+    ck_assert_int_eq(RESOLVE_WITH(queue_depth, 65537), -PX_EINVAL);
+    ck_assert_int_eq(RESOLVE_WITH(max_msg_size, 0xffffffffull), 0);
+    ck_assert_int_eq(RESOLVE_WITH(max_msg_size, 0x100000000ull), -PX_EINVAL);
+    ck_assert_int_eq(RESOLVE_WITH(max_header_size, 65535), 0);
+    ck_assert_int_eq(RESOLVE_WITH(max_header_size, 65536), -PX_EINVAL);
+    ck_assert_int_eq(RESOLVE_WITH(max_iov, 15), -PX_EINVAL);
+    ck_assert_int_eq(RESOLVE_WITH(max_iov, 1), -PX_EINVAL);
+    ck_assert_int_eq(RESOLVE_WITH(max_iov, 16), 0);
+    ck_assert_int_eq(RESOLVE_WITH(max_iov, 1024), 0);
+    ck_assert_int_eq(RESOLVE_WITH(max_iov, 1025), -PX_EINVAL);
+    ck_assert_int_eq(RESOLVE_WITH(inline_threshold, 1u << 20), 0);
+    ck_assert_int_eq(RESOLVE_WITH(inline_threshold, (1u << 20) + 1), -PX_EINVAL);
+}
+END_TEST
+
+START_TEST(error_leaves_out)
+{
+    px_ctx_opts in = {.max_iov = 2}, o = {.queue_depth = 99};
+    ck_assert_int_eq(px_ctx_opts_resolve(&in, &o), -PX_EINVAL);
+    ck_assert_uint_eq(o.queue_depth, 99);
+}
+END_TEST
+
+PX_CHECK_MAIN("opts", defaults, kept, ranges, error_leaves_out)
