@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Write the seed corpus of fuzz_frame and fuzz_uri (run from anywhere;
+the files are committed, rerun only to change them)."""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def frame(type_, flags=0, hdr_len=0, channel=0, data_len=0, id_=0, aux=0,
+          ext_len=0, version=1, magic=0x5850, reserved=0):
+    return struct.pack("<HBBHHIIQIHH", magic, version, type_, flags, hdr_len,
+                       channel, data_len, id_, aux, ext_len, reserved)
+
+
+FRAMES = {
+    "hello": frame(1, data_len=16, id_=1) + b"setup-data-bytes",
+    "hello_ack": frame(2, data_len=4, aux=0) + b"okay",
+    "request": frame(3, hdr_len=8, channel=1, data_len=64, id_=42) + bytes(72),
+    "response_err": frame(4, channel=1, id_=42, aux=22),
+    "oneway_receipt": frame(5, flags=1, hdr_len=4, data_len=4, id_=7) + b"hdr!data",
+    "receipt": frame(6, id_=7),
+    "cancel": frame(7, id_=42),
+    "fin": frame(8),
+    "fin_ack": frame(9),
+    "keepalive_ext": frame(10, ext_len=16) + bytes(16),
+    "bad_magic": frame(3, magic=0x1234),
+    "bad_version": frame(3, version=2),
+    "bad_type": frame(11),
+    "bad_flags": frame(3, flags=1),
+    "bad_reserved": frame(3, reserved=1),
+    "control_payload": frame(8, data_len=1) + b"x",
+    "huge_lengths": frame(3, hdr_len=0xFFFF, data_len=0xFFFFFFFF, ext_len=1025),
+    "truncated": frame(3)[:17],
+}
+
+URIS = {
+    "tcp4": "tcp://127.0.0.1:7000",
+    "tcp6": "tcp://[::1]:0",
+    "tcp6_zone": "tcp://[fe80::1%25eth0]:7000/p?iface=eth0",
+    "tcp_name": "TCP://localhost:7000",
+    "unix": "unix:///run/app.sock",
+    "shm": "shm://name",
+    "shm_opts": "shm://seg-1.a_b?size=4096&spin_us=50",
+    "rdma": "rdma://10.0.0.1:7000?credits=64",
+    "opts_escape": "tcp://h:1?a=1&flag&c=x%2Fy&d=",
+    "bad_port": "tcp://h:70000",
+    "bad_port_empty": "tcp://h:",
+    "bad_bracket": "tcp://[::1:7000",
+    "bad_scheme": "1tcp://h:1",
+    "bad_opt_dup": "tcp://h:1?a=1&a=2",
+    "bad_escape": "tcp://h:1?a=%zz",
+    "no_sep": "tcp:/h:1",
+    "too_long": "unix:///" + "a" * 1100,
+}
+
+
+def write(sub, items):
+    d = os.path.join(HERE, "corpus", sub)
+    os.makedirs(d, exist_ok=True)
+    for name, data in items.items():
+        if isinstance(data, str):
+            data = data.encode()
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+
+
+write("frame", FRAMES)
+write("uri", URIS)
