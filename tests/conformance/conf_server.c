@@ -1,0 +1,556 @@
+/* conf_server URI — the server half of the conformance suite.
+ *
+ * Binds URI, prints "URI <bound uri>" as the first line on stdout and serves
+ * the conf_proto.h protocol until SIGTERM, then tears everything down so a
+ * sanitizer build reports any leak. It also polices the library: every
+ * contract violation it can see (a completion for a message it does not
+ * know, a second completion, a session or connection that never gets its
+ * teardown event) is an "anomaly", reported by CONF_STATS and in the exit
+ * status. Exit codes: 0 clean, 2 usage/setup, 3 context destroy failed,
+ * 4 sessions never torn down, 5 anomalies.
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <plexus/plexus.h>
+
+#include "conf_proto.h"
+
+enum rec_state { R_HELD, R_RESPONDING };
+
+/* One delivered request, from delivery until its response completes. */
+struct rec {
+    struct rec *prev, *next;
+    struct sess *ss;
+    px_conn *conn;
+    px_msg *msg;
+    px_timer *timer; /* CONF_DELAY */
+    struct conf_hdr hdr;
+    enum rec_state state;
+    union {
+        struct conf_stats st;
+        struct conf_seq_report sr;
+    } reply; /* response headers that must outlive the callback */
+};
+
+struct conn_ent {
+    struct conn_ent *next;
+    px_conn *conn;
+};
+
+struct sess {
+    struct sess *prev, *next;
+    struct srv *g;
+    px_session *s;
+    int accepted;
+    struct rec recs; /* sentinel of a circular list */
+    struct conn_ent *conns;
+    uint64_t seq_next, seq_recv, seq_err, seq_first_bad;
+    uint32_t gathered;
+};
+
+struct srv {
+    px_ctx *ctx;
+    px_server *server;
+    px_timer *sigtimer;
+    struct sess sessions; /* sentinel; every session not yet torn down */
+    struct conf_stats st;
+};
+
+/* Completed or dropped requests keep pointing here, so that a late or second
+ * completion callback is recognised instead of touching freed memory. */
+static char completed_mark, dropped_mark;
+static volatile sig_atomic_t terminate;
+
+static void anomaly(struct srv *g, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "conf_server: ANOMALY: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    g->st.anomalies++;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static struct rec *rec_new(struct sess *ss, px_conn *c, px_msg *m, const struct conf_hdr *h)
+{
+    struct rec *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        abort();
+    r->ss = ss;
+    r->conn = c;
+    r->msg = m;
+    r->hdr = *h;
+    r->state = R_HELD;
+    r->next = &ss->recs;
+    r->prev = ss->recs.prev;
+    r->prev->next = r;
+    ss->recs.prev = r;
+    m->user_context = r;
+    ss->g->st.held++;
+    return r;
+}
+
+static void rec_free(struct rec *r, void *mark)
+{
+    struct srv *g = r->ss->g;
+    if (r->state == R_HELD) {
+        g->st.held--;
+        if (r->hdr.op == CONF_GATHER)
+            r->ss->gathered--;
+    } else
+        g->st.responding--;
+    if (r->timer != NULL)
+        px_timer_destroy(r->timer);
+    r->msg->user_context = mark;
+    r->prev->next = r->next;
+    r->next->prev = r->prev;
+    free(r);
+}
+
+/* Send the response already described in r->msg->out. */
+static void respond(struct rec *r)
+{
+    struct srv *g = r->ss->g;
+    if (r->timer != NULL) {
+        px_timer_destroy(r->timer);
+        r->timer = NULL;
+    }
+    if (r->hdr.op == CONF_GATHER)
+        r->ss->gathered--;
+    g->st.held--;
+    g->st.responding++;
+    r->state = R_RESPONDING;
+    int rc = px_send_response(r->msg);
+    if (rc == 0)
+        return;
+    /* Refused: untouched, and no callback will come. A connection that is
+     * going away may refuse; anything else is a library fault. */
+    if (rc != -PX_ENOTCONN && rc != -PX_ESHUTDOWN)
+        anomaly(g, "px_send_response: %s", px_strerror(rc));
+    rec_free(r, &dropped_mark);
+}
+
+/* The response is the request itself: its header and data stay valid until
+ * the response completes, so they are sent straight back without a copy. */
+static void respond_echo(struct rec *r)
+{
+    px_msg *m = r->msg;
+    m->out.header = m->in.header;
+    m->out.header_len = m->in.header_len;
+    m->out.iov = m->in.iov;
+    m->out.iov_count = m->in.iov_count;
+    respond(r);
+}
+
+static void respond_hdr(struct rec *r, void *hdr, uint32_t len)
+{
+    px_msg *m = r->msg;
+    m->out.header = hdr;
+    m->out.header_len = len;
+    m->out.iov = NULL;
+    m->out.iov_count = 0;
+    respond(r);
+}
+
+static void delay_fired(px_timer *t, void *arg)
+{
+    struct rec *r = arg;
+    respond_echo(r); /* destroys the timer: allowed from its own callback */
+}
+
+/* Answer every held GATHER request of the session, oldest first. */
+static void gather_release(struct sess *ss)
+{
+    struct rec *r = ss->recs.next;
+    while (r != &ss->recs) {
+        struct rec *next = r->next;
+        if (r->state == R_HELD && r->hdr.op == CONF_GATHER)
+            respond_echo(r);
+        r = next;
+    }
+}
+
+static void stats_snapshot(struct srv *g, struct conf_stats *out)
+{
+    *out = g->st;
+}
+
+static void handle_request(struct sess *ss, px_conn *c, px_msg *m)
+{
+    struct srv *g = ss->g;
+    struct conf_hdr h;
+    g->st.requests++;
+    if (conf_hdr_read(m->in.header, m->in.header_len, &h) != 0) {
+        anomaly(g, "request without a conf header (header_len %u)", m->in.header_len);
+        h.op = CONF_ECHO;
+    }
+    struct conf_stats st;
+    stats_snapshot(g, &st); /* before this request counts as held */
+    struct rec *r = rec_new(ss, c, m, &h);
+    switch (h.op) {
+    case CONF_HOLD:
+        break;
+    case CONF_DELAY:
+        if (px_timer_create(g->ctx, delay_fired, r, &r->timer) != 0 ||
+            px_timer_start(r->timer, (uint64_t)h.arg * 1000, 0) != 0)
+            abort();
+        break;
+    case CONF_GATHER:
+        if (++ss->gathered >= h.arg)
+            gather_release(ss);
+        break;
+    case CONF_SEQ_CHECK:
+        r->reply.sr =
+            (struct conf_seq_report){ss->seq_recv, ss->seq_err, ss->seq_first_bad, ss->seq_next};
+        respond_hdr(r, &r->reply.sr, sizeof(r->reply.sr));
+        break;
+    case CONF_STATS:
+        r->reply.st = st;
+        respond_hdr(r, &r->reply.st, sizeof(r->reply.st));
+        break;
+    default:
+        respond_echo(r);
+        break;
+    }
+}
+
+static int payload_ok(const px_msg *m, uint64_t seq)
+{
+    size_t off = 0;
+    for (uint32_t k = 0; k < m->in.iov_count; k++) {
+        const uint8_t *p = m->in.iov[k].base;
+        for (size_t i = 0; i < m->in.iov[k].len; i++, off++)
+            if (p[i] != conf_byte(seq, off))
+                return 0;
+    }
+    return off == m->in.data_len;
+}
+
+static void handle_oneway(struct sess *ss, px_msg *m)
+{
+    struct conf_hdr h;
+    ss->g->st.oneways++;
+    if (conf_hdr_read(m->in.header, m->in.header_len, &h) == 0 && h.op == CONF_SEQ) {
+        ss->seq_recv++;
+        if (h.seq != ss->seq_next || !payload_ok(m, h.seq)) {
+            if (ss->seq_err++ == 0)
+                ss->seq_first_bad = h.seq;
+        }
+        ss->seq_next = h.seq + 1;
+    }
+    int rc = px_release_msg(m);
+    if (rc != 0)
+        anomaly(ss->g, "px_release_msg: %s", px_strerror(rc));
+}
+
+/* ---- callbacks ----------------------------------------------------------- */
+
+static struct sess *sess_of(struct srv *g, px_conn *c, void *user, const char *cb)
+{
+    struct sess *ss = user;
+    if (ss == NULL || ss != px_session_user(px_conn_session(c))) {
+        anomaly(g, "%s: user pointer %p is not the session's", cb, user);
+        ss = px_session_user(px_conn_session(c));
+    }
+    return ss;
+}
+
+static struct srv *G; /* for callbacks whose user pointer is itself under test */
+
+static void on_msg(px_conn *c, px_msg *m, int more_in_batch, void *user)
+{
+    struct sess *ss = sess_of(G, c, user, "on_msg");
+    if (m->type == PX_MSG_REQUEST)
+        handle_request(ss, c, m);
+    else if (m->type == PX_MSG_ONEWAY)
+        handle_oneway(ss, m);
+    else
+        anomaly(G, "on_msg with type %d", (int)m->type);
+}
+
+/* A response we sent completed (ok or not): exactly once, else anomaly. */
+static void response_done(px_msg *m, const char *cb, int reason)
+{
+    struct rec *r = m->user_context;
+    if (r == (void *)&dropped_mark)
+        return; /* we gave it up when its connection went away */
+    if (r == (void *)&completed_mark || r == NULL) {
+        anomaly(G, "%s(%s) for a response already completed", cb, px_errname(reason));
+        return;
+    }
+    if (r->state != R_RESPONDING) {
+        /* An error for a request we still hold: the library dropped it
+         * (connection lost, canceled). Fine, but it ends here. */
+        if (reason == 0)
+            anomaly(G, "%s for a request never answered", cb);
+        rec_free(r, &dropped_mark);
+        return;
+    }
+    rec_free(r, &completed_mark);
+}
+
+static void on_msg_send_complete(px_conn *c, px_msg *m, void *user)
+{
+    response_done(m, "on_msg_send_complete", 0);
+}
+
+static void on_msg_error(px_conn *c, px_msg *m, int reason, void *user)
+{
+    if (reason >= 0)
+        anomaly(G, "on_msg_error with reason %d", reason);
+    response_done(m, "on_msg_error", reason);
+}
+
+static void on_msg_delivered(px_conn *c, px_msg *m, void *user)
+{
+    anomaly(G, "on_msg_delivered on a server that sends no one-way messages");
+}
+
+/* Held requests of a connection that can no longer answer are dropped;
+ * responses in progress must still complete through the library. */
+static void drop_held(struct sess *ss, px_conn *c)
+{
+    struct rec *r = ss->recs.next;
+    while (r != &ss->recs) {
+        struct rec *next = r->next;
+        if (r->conn == c && r->state == R_HELD)
+            rec_free(r, &dropped_mark);
+        r = next;
+    }
+}
+
+static void conn_teardown(struct sess *ss, px_conn *c)
+{
+    drop_held(ss, c);
+    struct rec *r = ss->recs.next;
+    while (r != &ss->recs) {
+        struct rec *next = r->next;
+        if (r->conn == c) {
+            anomaly(ss->g, "response seq %llu never completed before CONN_TEARDOWN",
+                    (unsigned long long)r->hdr.seq);
+            rec_free(r, &dropped_mark);
+        }
+        r = next;
+    }
+    for (struct conn_ent **pp = &ss->conns; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->conn == c) {
+            struct conn_ent *e = *pp;
+            *pp = e->next;
+            free(e);
+            ss->g->st.conns--;
+            return;
+        }
+    }
+}
+
+static void conn_established(struct sess *ss, px_conn *c)
+{
+    struct conn_ent *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        abort();
+    e->conn = c;
+    e->next = ss->conns;
+    ss->conns = e;
+    ss->g->st.conns++;
+}
+
+static void session_teardown(struct sess *ss)
+{
+    struct srv *g = ss->g;
+    if (ss->recs.next != &ss->recs)
+        anomaly(g, "SESSION_TEARDOWN with requests still outstanding");
+    while (ss->recs.next != &ss->recs)
+        rec_free(ss->recs.next, &dropped_mark);
+    if (ss->conns != NULL)
+        anomaly(g, "SESSION_TEARDOWN before CONN_TEARDOWN of its connections");
+    while (ss->conns != NULL) {
+        struct conn_ent *e = ss->conns;
+        ss->conns = e->next;
+        free(e);
+        g->st.conns--;
+    }
+    if (ss->accepted)
+        g->st.sessions--;
+    ss->prev->next = ss->next;
+    ss->next->prev = ss->prev;
+    free(ss);
+}
+
+static void on_session_event(px_session *s, const px_event *ev, void *user)
+{
+    struct sess *ss = px_session_user(s);
+    if (ss == NULL || ss->s != s) {
+        anomaly(G, "event %d for an unknown session", (int)ev->type);
+        return;
+    }
+    if (user != ss)
+        anomaly(G, "event %d: user pointer is not the session's", (int)ev->type);
+    switch (ev->type) {
+    case PX_EV_CONN_ESTABLISHED:
+        conn_established(ss, ev->conn);
+        break;
+    case PX_EV_CONN_CLOSED:
+    case PX_EV_CONN_DISCONNECTED:
+        drop_held(ss, ev->conn);
+        break;
+    case PX_EV_CONN_TEARDOWN:
+        conn_teardown(ss, ev->conn);
+        break;
+    case PX_EV_SESSION_TEARDOWN:
+        session_teardown(ss);
+        break;
+    default:
+        break;
+    }
+}
+
+static void on_new_session(px_session *s, const px_new_session *req, void *user)
+{
+    struct srv *g = user;
+    struct sess *ss = calloc(1, sizeof(*ss));
+    if (g != G)
+        anomaly(G, "on_new_session: user pointer is not the server's");
+    if (ss == NULL)
+        abort();
+    ss->g = G;
+    ss->s = s;
+    ss->recs.next = ss->recs.prev = &ss->recs;
+    ss->seq_first_bad = UINT64_MAX;
+    ss->next = &G->sessions;
+    ss->prev = G->sessions.prev;
+    ss->prev->next = ss;
+    G->sessions.prev = ss;
+    px_session_set_user(s, ss);
+
+    int rc;
+    if (req->private_len == 9 && memcmp(req->private_data, "reject-me", 9) == 0) {
+        G->st.rejected++;
+        rc = px_session_reject(s, -PX_EPERM, "go away", 7);
+    } else {
+        /* The accept data proves the private data arrived intact. */
+        char data[4200];
+        size_t n = req->private_len < 4096 - 8 ? req->private_len : 4096 - 8;
+        memcpy(data, "welcome:", 8);
+        if (n > 0)
+            memcpy(data + 8, req->private_data, n);
+        ss->accepted = 1;
+        G->st.sessions++;
+        rc = px_session_accept(s, NULL, 0, data, 8 + n);
+    }
+    if (rc != 0)
+        anomaly(G, "px_session_accept/reject: %s", px_strerror(rc));
+}
+
+static const px_session_ops server_ops = {
+    .on_session_event = on_session_event,
+    .on_new_session = on_new_session,
+    .on_msg = on_msg,
+    .on_msg_delivered = on_msg_delivered,
+    .on_msg_send_complete = on_msg_send_complete,
+    .on_msg_error = on_msg_error,
+};
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+static void on_sigterm(int sig)
+{
+    terminate = 1;
+}
+
+/* px_ctx_stop is not async-signal-safe, so the handler only sets a flag
+ * that this timer polls. */
+static void sig_poll(px_timer *t, void *arg)
+{
+    struct srv *g = arg;
+    if (terminate)
+        px_ctx_stop(g->ctx);
+}
+
+static void run_until_no_sessions(struct srv *g, int ms)
+{
+    uint64_t deadline = px_now_ns() + (uint64_t)ms * 1000000;
+    while (g->sessions.next != &g->sessions && px_now_ns() < deadline)
+        px_ctx_run_timeout(g->ctx, 10);
+}
+
+/* Answer what is held, close every session gracefully, and fall back to an
+ * abrupt disconnect if that does not finish. */
+static int shutdown_server(struct srv *g)
+{
+    int status = 0;
+    px_server_unbind(g->server);
+    for (struct sess *ss = g->sessions.next; ss != &g->sessions; ss = ss->next) {
+        struct rec *r = ss->recs.next;
+        while (r != &ss->recs) {
+            struct rec *next = r->next;
+            if (r->state == R_HELD)
+                respond_echo(r);
+            r = next;
+        }
+    }
+    for (struct sess *ss = g->sessions.next; ss != &g->sessions; ss = ss->next)
+        px_session_close(ss->s);
+    run_until_no_sessions(g, 5000);
+    for (struct sess *ss = g->sessions.next; ss != &g->sessions; ss = ss->next)
+        for (struct conn_ent *e = ss->conns; e != NULL; e = e->next)
+            px_conn_disconnect(e->conn);
+    run_until_no_sessions(g, 2000);
+    if (g->sessions.next != &g->sessions) {
+        fprintf(stderr, "conf_server: sessions never got SESSION_TEARDOWN after close\n");
+        status = 4;
+        while (g->sessions.next != &g->sessions)
+            session_teardown(g->sessions.next);
+    }
+    px_timer_destroy(g->sigtimer);
+    int rc = px_ctx_destroy(g->ctx);
+    if (rc != 0) {
+        fprintf(stderr, "conf_server: px_ctx_destroy: %s\n", px_strerror(rc));
+        status = 3;
+    }
+    if (status == 0 && g->st.anomalies != 0)
+        status = 5;
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    static struct srv g;
+    char uri[1100];
+    if (argc != 2) {
+        fprintf(stderr, "usage: conf_server URI\n");
+        return 2;
+    }
+    G = &g;
+    g.sessions.next = g.sessions.prev = &g.sessions;
+    signal(SIGTERM, on_sigterm);
+
+    /* A server sized for the suite: 1,000 requests held per connection. */
+    px_ctx_opts o = {.queue_depth = 4096};
+    int rc = px_ctx_create(&o, &g.ctx);
+    if (rc == 0)
+        rc = px_server_bind(g.ctx, argv[1], &server_ops, &g, &g.server);
+    if (rc == 0)
+        rc = px_server_uri(g.server, uri, sizeof(uri)) < 0 ? -PX_ENOSPC : 0;
+    if (rc == 0)
+        rc = px_timer_create(g.ctx, sig_poll, &g, &g.sigtimer);
+    if (rc == 0)
+        rc = px_timer_start(g.sigtimer, 10000, 10000);
+    if (rc != 0) {
+        fprintf(stderr, "conf_server: cannot serve %s: %s\n", argv[1], px_strerror(rc));
+        return 2;
+    }
+    printf("URI %s\n", uri);
+    fflush(stdout);
+
+    while (!terminate)
+        px_ctx_run(g.ctx);
+    return shutdown_server(&g);
+}

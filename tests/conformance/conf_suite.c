@@ -1,0 +1,1504 @@
+/* The transport conformance suite: one black-box suite that every transport
+ * must pass, parameterised by the server URI (argv[1] or $PX_CONF_URI; a
+ * literal "%p" becomes the server's pid, for unique unix socket paths).
+ *
+ * Each case starts conf_server in its own process, runs the client half
+ * here, then stops the server with SIGTERM and requires exit status 0: the
+ * server checks the library's side of the contract and, under ASan, that
+ * nothing leaked. Every message a case sends carries a state; a second
+ * completion, or one for a message that was refused, fails the case.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <plexus/plexus.h>
+
+#include "conf_proto.h"
+
+#ifndef CONF_SERVER_PATH
+#error "CONF_SERVER_PATH must name the conf_server binary"
+#endif
+
+#define URI_LEN 1100
+#define MAX_SEG 24
+#define MIB     (1024u * 1024u)
+
+static const char *g_uri; /* as given: may contain %p */
+
+static uint64_t now_ms(void)
+{
+    return px_now_ns() / 1000000;
+}
+
+/* ---- the server process ------------------------------------------------- */
+
+struct server {
+    pid_t pid;
+    char uri[URI_LEN]; /* as bound, with the real port or path */
+};
+
+static void subst_pid(const char *in, pid_t pid, char *out, size_t len)
+{
+    const char *p = strstr(in, "%p");
+    if (p == NULL)
+        snprintf(out, len, "%s", in);
+    else
+        snprintf(out, len, "%.*s%d%s", (int)(p - in), in, (int)pid, p + 2);
+}
+
+static void server_start(struct server *sv)
+{
+    int p[2];
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    sv->pid = fork();
+    ck_assert_int_ge(sv->pid, 0);
+    if (sv->pid == 0) {
+        char uri[URI_LEN];
+        /* A failing case exits at once: take the server with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(p[1], STDOUT_FILENO);
+        subst_pid(g_uri, getpid(), uri, sizeof(uri));
+        execl(CONF_SERVER_PATH, "conf_server", uri, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    char line[URI_LEN + 8];
+    size_t n = 0;
+    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    while (n < sizeof(line) - 1 && (n == 0 || line[n - 1] != '\n')) {
+        ck_assert_msg(poll(&pfd, 1, 10000) == 1, "conf_server printed no URI within 10 s");
+        ssize_t r = read(p[0], line + n, 1);
+        ck_assert_msg(r == 1, "conf_server exited before printing its URI");
+        n++;
+    }
+    close(p[0]);
+    line[n - 1] = '\0';
+    ck_assert_msg(strncmp(line, "URI ", 4) == 0, "conf_server's first line: '%s'", line);
+    snprintf(sv->uri, sizeof(sv->uri), "%s", line + 4);
+}
+
+static void server_cleanup_path(const struct server *sv)
+{
+    if (strncmp(sv->uri, "unix://", 7) == 0)
+        unlink(sv->uri + 7);
+}
+
+static int wait_exit(pid_t pid, int ms, int *status)
+{
+    uint64_t deadline = now_ms() + ms;
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid)
+            return 0;
+        if (now_ms() > deadline)
+            return -1;
+        usleep(5000);
+    }
+}
+
+/* SIGTERM, then exit status 0 is required: the server found no contract
+ * violation and (under ASan) no leak. */
+static void server_stop(struct server *sv)
+{
+    int status;
+    kill(sv->pid, SIGTERM);
+    if (wait_exit(sv->pid, 15000, &status) != 0) {
+        kill(sv->pid, SIGKILL);
+        waitpid(sv->pid, &status, 0);
+        server_cleanup_path(sv);
+        ck_abort_msg("conf_server did not exit within 15 s of SIGTERM");
+    }
+    server_cleanup_path(sv);
+    ck_assert_msg(!WIFSIGNALED(status), "conf_server died of signal %d", WTERMSIG(status));
+    ck_assert_msg(WEXITSTATUS(status) == 0,
+                  "conf_server exited with %d (3: ctx destroy failed, 4: sessions never torn "
+                  "down, 5: contract anomalies — see its stderr; other: sanitizer)",
+                  WEXITSTATUS(status));
+}
+
+static void server_kill(struct server *sv)
+{
+    int status;
+    kill(sv->pid, SIGKILL);
+    waitpid(sv->pid, &status, 0);
+    server_cleanup_path(sv);
+}
+
+/* ---- test messages ------------------------------------------------------ */
+
+enum tstate { T_IDLE, T_SENT, T_OK, T_ERR };
+enum tkind { K_REQ, K_ONEWAY };
+#define TMSG_MAGIC 0x746d7367u
+
+struct client;
+
+struct tmsg {
+    px_msg m;
+    uint32_t magic;
+    enum tstate state;
+    enum tkind kind;
+    int err;
+    struct client *cl;
+    struct conf_hdr hdr;
+    uint8_t *big_hdr; /* when set, the header sent instead of hdr */
+    uint32_t big_hdr_len;
+    uint64_t seq;
+    size_t size;
+    uint8_t *expect;  /* the payload, contiguous */
+    uint8_t *out_buf; /* the payload again, in segments with poisoned gaps */
+    size_t cap;
+    px_iov out_iov[MAX_SEG];
+    uint8_t *in_buf; /* a reply landing place of our own, when set */
+    size_t in_cap;
+    px_iov in_iov[3];
+    void *reply_copy; /* STATS / SEQ_CHECK: the response header */
+    uint32_t reply_len;
+};
+
+#define GAP    8
+#define POISON 0xee
+
+/* Lay `size` payload bytes out in `nseg` segments separated by poisoned
+ * gaps: a transport that reads past a segment picks up poison. */
+static void tmsg_payload(struct tmsg *t, uint64_t seq, size_t size, unsigned nseg)
+{
+    ck_assert_uint_le(nseg, MAX_SEG);
+    if (size < nseg)
+        nseg = (unsigned)size;
+    if (t->cap < size + 1) {
+        free(t->expect);
+        free(t->out_buf);
+        t->cap = size + 1;
+        t->expect = malloc(t->cap);
+        t->out_buf = malloc(t->cap + (size_t)MAX_SEG * GAP);
+        ck_assert(t->expect != NULL && t->out_buf != NULL);
+    }
+    conf_fill(t->expect, seq, size);
+    uint8_t *p = t->out_buf;
+    size_t off = 0;
+    for (unsigned k = 0; k < nseg; k++) {
+        size_t len = k + 1 < nseg ? size / nseg : size - off;
+        memcpy(p, t->expect + off, len);
+        memset(p + len, POISON, GAP);
+        t->out_iov[k] = (px_iov){.base = p, .len = len};
+        p += len + GAP;
+        off += len;
+    }
+    t->m.out.iov = nseg ? t->out_iov : NULL;
+    t->m.out.iov_count = nseg;
+    t->size = size;
+}
+
+/* Fill an idle message for sending. The px_msg is ours between
+ * completions; only plexus's priv[] is left alone. */
+static void tmsg_prep(struct tmsg *t, enum conf_op op, uint64_t seq, size_t size, unsigned nseg,
+                      uint32_t arg)
+{
+    ck_assert_msg(t->state != T_SENT, "test bug: reusing an outstanding message");
+    t->magic = TMSG_MAGIC;
+    t->state = T_IDLE;
+    t->err = 0;
+    t->seq = seq;
+    t->hdr = (struct conf_hdr){.magic = CONF_MAGIC, .op = op, .seq = seq, .arg = arg};
+    memset(&t->m.out, 0, sizeof(t->m.out));
+    memset(&t->m.in, 0, sizeof(t->m.in));
+    t->m.flags = 0;
+    t->m.user_context = t;
+    if (t->big_hdr != NULL) {
+        memcpy(t->big_hdr, &t->hdr, sizeof(t->hdr));
+        t->m.out.header = t->big_hdr;
+        t->m.out.header_len = t->big_hdr_len;
+    } else {
+        t->m.out.header = &t->hdr;
+        t->m.out.header_len = sizeof(t->hdr);
+    }
+    tmsg_payload(t, seq, size, nseg);
+    if (t->in_buf != NULL) {
+        t->m.in.iov = t->in_iov;
+        t->m.in.iov_count = 3;
+    }
+}
+
+/* Ask for the reply in our own memory: three segments with poisoned gaps,
+ * `cap` bytes in all. */
+static void tmsg_own_reply(struct tmsg *t, size_t cap)
+{
+    free(t->in_buf);
+    t->in_cap = cap;
+    t->in_buf = malloc(cap + 3 * GAP);
+    ck_assert(t->in_buf != NULL);
+    memset(t->in_buf, POISON, cap + 3 * GAP);
+    uint8_t *p = t->in_buf;
+    size_t off = 0;
+    for (int k = 0; k < 3; k++) {
+        size_t len = k < 2 ? cap / 3 : cap - off;
+        t->in_iov[k] = (px_iov){.base = p, .len = len};
+        p += len + GAP;
+        off += len;
+    }
+}
+
+/* The poisoned gaps around our reply segments must be intact. */
+static int in_gaps_intact(const struct tmsg *t)
+{
+    for (int k = 0; k < 3; k++) {
+        const uint8_t *g = (const uint8_t *)t->in_iov[k].base + t->in_iov[k].len;
+        for (int i = 0; i < GAP; i++)
+            if (g[i] != POISON)
+                return 0;
+    }
+    return 1;
+}
+
+static void tmsg_free(struct tmsg *t)
+{
+    free(t->expect);
+    free(t->out_buf);
+    free(t->in_buf);
+    free(t->big_hdr);
+    free(t->reply_copy);
+    memset(t, 0, sizeof(*t));
+}
+
+static struct tmsg *tmsgs_new(size_t n)
+{
+    struct tmsg *t = calloc(n, sizeof(*t));
+    ck_assert(t != NULL);
+    return t;
+}
+
+static void tmsgs_free(struct tmsg *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        tmsg_free(&t[i]);
+    free(t);
+}
+
+/* ---- the client --------------------------------------------------------- */
+
+#define EV_MAX (PX_EV_SESSION_TEARDOWN + 1)
+
+struct client {
+    px_ctx *ctx;
+    px_session *s;
+    px_conn *c;
+    int ev[EV_MAX];
+    int ev_seq[64]; /* event types in delivery order */
+    int n_ev;
+    int reject_reason, disc_reason;
+    char data[4200]; /* ESTABLISHED / REJECTED data */
+    size_t data_len;
+    uint64_t n_ok, n_err, n_delivered, n_sendc; /* completions */
+    uint64_t n_req_err;                         /* n_err of requests only */
+    uint64_t ok_at_closed, req_err_at_disc;
+    /* Called after a message completed and its state was set; for a
+     * response it must release it. NULL: verify an echo and release. */
+    void (*done)(struct client *cl, struct tmsg *t);
+    void *arg;
+};
+
+static const char *ev_name(int type)
+{
+    static const char *const names[] = {"?",
+                                        "SESSION_ESTABLISHED",
+                                        "SESSION_REJECTED",
+                                        "SESSION_REDIRECTED",
+                                        "CONN_ESTABLISHED",
+                                        "CONN_CLOSED",
+                                        "CONN_DISCONNECTED",
+                                        "CONN_ERROR",
+                                        "CONN_TEARDOWN",
+                                        "SESSION_TEARDOWN"};
+    return type > 0 && type < EV_MAX ? names[type] : "?";
+}
+
+static void ev_check_alive(struct client *cl, const char *what)
+{
+    ck_assert_msg(cl->ev[PX_EV_SESSION_TEARDOWN] == 0, "%s after SESSION_TEARDOWN", what);
+}
+
+static void on_event(px_session *s, const px_event *ev, void *user)
+{
+    struct client *cl = user;
+    ck_assert_msg(s == cl->s, "event for a session that is not ours");
+    ck_assert_msg(ev->type > 0 && ev->type < EV_MAX, "unknown event type %d", (int)ev->type);
+    ev_check_alive(cl, ev_name(ev->type));
+    ck_assert_msg(++cl->ev[ev->type] == 1, "event %s delivered twice", ev_name(ev->type));
+    if (cl->n_ev < 64)
+        cl->ev_seq[cl->n_ev++] = ev->type;
+    if (ev->type >= PX_EV_CONN_ESTABLISHED && ev->type <= PX_EV_CONN_TEARDOWN) {
+        ck_assert_msg(ev->conn == cl->c, "%s names a connection that is not ours",
+                      ev_name(ev->type));
+        ck_assert_msg(cl->ev[PX_EV_CONN_TEARDOWN] == 0 || ev->type == PX_EV_CONN_TEARDOWN,
+                      "%s after CONN_TEARDOWN", ev_name(ev->type));
+    }
+    switch (ev->type) {
+    case PX_EV_SESSION_ESTABLISHED:
+    case PX_EV_SESSION_REJECTED:
+        cl->reject_reason = ev->reason;
+        ck_assert_uint_le(ev->data_len, sizeof(cl->data));
+        if (ev->data_len > 0)
+            memcpy(cl->data, ev->data, ev->data_len);
+        cl->data_len = ev->data_len;
+        break;
+    case PX_EV_CONN_CLOSED:
+        cl->ok_at_closed = cl->n_ok;
+        break;
+    case PX_EV_CONN_DISCONNECTED:
+        cl->disc_reason = ev->reason;
+        cl->req_err_at_disc = cl->n_req_err;
+        break;
+    case PX_EV_SESSION_TEARDOWN:
+        if (cl->c != NULL)
+            ck_assert_msg(cl->ev[PX_EV_CONN_TEARDOWN] == 1,
+                          "SESSION_TEARDOWN before its connection's CONN_TEARDOWN");
+        break;
+    default:
+        break;
+    }
+}
+
+/* Exactly once: a message completes only from T_SENT. */
+static struct tmsg *complete(px_msg *m, enum tstate how, int err, const char *via)
+{
+    struct tmsg *t = m->user_context;
+    ck_assert_msg(t != NULL && t->magic == TMSG_MAGIC && &t->m == m,
+                  "%s for a px_msg the test never sent", via);
+    ev_check_alive(t->cl, via);
+    ck_assert_msg(t->state == T_SENT, "%s for message seq %llu that %s", via,
+                  (unsigned long long)t->seq,
+                  t->state == T_IDLE ? "was never accepted for sending"
+                                     : "had completed already (second completion)");
+    t->state = how;
+    t->err = err;
+    return t;
+}
+
+/* Walk a delivered vector and compare it with `expect`. */
+static void check_data(const px_msg_vec *in, const uint8_t *expect, size_t len, uint64_t seq)
+{
+    ck_assert_msg(in->data_len == len, "seq %llu: reply has %llu data bytes, sent %zu",
+                  (unsigned long long)seq, (unsigned long long)in->data_len, len);
+    size_t off = 0;
+    for (uint32_t k = 0; k < in->iov_count && off < len; k++) {
+        size_t n = in->iov[k].len < len - off ? in->iov[k].len : len - off;
+        ck_assert_msg(n == 0 || memcmp(in->iov[k].base, expect + off, n) == 0,
+                      "seq %llu: reply data differs in segment %u (offset %zu)",
+                      (unsigned long long)seq, k, off);
+        off += n;
+    }
+    ck_assert_msg(off == len, "seq %llu: reply iovecs hold %zu of %zu bytes",
+                  (unsigned long long)seq, off, len);
+}
+
+static void check_echo(struct tmsg *t)
+{
+    px_msg *m = &t->m;
+    ck_assert_msg(m->type == PX_MSG_RESPONSE, "seq %llu: delivered type %d, not RESPONSE",
+                  (unsigned long long)t->seq, (int)m->type);
+    ck_assert_msg(m->in.header_len == m->out.header_len &&
+                      memcmp(m->in.header, m->out.header, m->in.header_len) == 0,
+                  "seq %llu: reply header differs (%u bytes, sent %u)", (unsigned long long)t->seq,
+                  m->in.header_len, m->out.header_len);
+    if (t->in_buf == NULL) {
+        check_data(&m->in, t->expect, t->size, t->seq);
+        return;
+    }
+    /* Our landing place: the data must be in our segments, in order. */
+    ck_assert_msg(m->in.iov == t->in_iov, "reply did not land in the provided in.iov");
+    px_msg_vec ours = {.iov = t->in_iov, .iov_count = 3, .data_len = m->in.data_len};
+    check_data(&ours, t->expect, t->size, t->seq);
+    ck_assert_msg(in_gaps_intact(t), "seq %llu: reply written outside the provided segments",
+                  (unsigned long long)t->seq);
+}
+
+static void release(struct tmsg *t)
+{
+    ck_assert_int_eq(px_release_response(&t->m), 0);
+}
+
+static void on_msg(px_conn *c, px_msg *m, int more_in_batch, void *user)
+{
+    struct client *cl = user;
+    ck_assert_msg(m->type == PX_MSG_RESPONSE, "client got on_msg of type %d", (int)m->type);
+    struct tmsg *t = complete(m, T_OK, 0, "on_msg(RESPONSE)");
+    ck_assert_msg(t->kind == K_REQ, "a response to a one-way message");
+    cl->n_ok++;
+    if (cl->done != NULL) {
+        cl->done(cl, t);
+    } else {
+        check_echo(t);
+        release(t);
+    }
+}
+
+static void on_msg_error(px_conn *c, px_msg *m, int reason, void *user)
+{
+    struct client *cl = user;
+    ck_assert_msg(reason < 0, "on_msg_error with reason %d", reason);
+    struct tmsg *t = complete(m, T_ERR, reason, "on_msg_error");
+    cl->n_err++;
+    if (t->kind == K_REQ)
+        cl->n_req_err++;
+    if (cl->done != NULL)
+        cl->done(cl, t);
+}
+
+static void on_msg_delivered(px_conn *c, px_msg *m, void *user)
+{
+    struct client *cl = user;
+    struct tmsg *t = complete(m, T_OK, 0, "on_msg_delivered");
+    ck_assert_msg(t->kind == K_ONEWAY && (t->m.flags & PX_MSG_RECEIPT),
+                  "on_msg_delivered for a message that asked for no receipt");
+    cl->n_delivered++;
+    if (cl->done != NULL)
+        cl->done(cl, t);
+}
+
+static void on_msg_send_complete(px_conn *c, px_msg *m, void *user)
+{
+    struct client *cl = user;
+    struct tmsg *t = complete(m, T_OK, 0, "on_msg_send_complete");
+    ck_assert_msg(t->kind == K_ONEWAY && !(t->m.flags & PX_MSG_RECEIPT),
+                  "on_msg_send_complete for a %s",
+                  t->kind == K_REQ ? "request" : "receipt message");
+    cl->n_sendc++;
+    if (cl->done != NULL)
+        cl->done(cl, t);
+}
+
+static const px_session_ops client_ops = {
+    .on_session_event = on_event,
+    .on_msg = on_msg,
+    .on_msg_delivered = on_msg_delivered,
+    .on_msg_send_complete = on_msg_send_complete,
+    .on_msg_error = on_msg_error,
+};
+
+/* Drive the loop until `cond` holds; fail after `ms`. */
+#define RUN_UNTIL(cl, cond, ms)                                                                    \
+    do {                                                                                           \
+        uint64_t dl_ = now_ms() + (ms);                                                            \
+        while (!(cond)) {                                                                          \
+            ck_assert_msg(now_ms() < dl_, "timed out after %d ms waiting for: %s", (int)(ms),      \
+                          #cond);                                                                  \
+            int rc_ = px_ctx_run_timeout((cl)->ctx, 10);                                           \
+            ck_assert_msg(rc_ == 0 || rc_ == -PX_ETIMEDOUT, "px_ctx_run_timeout: %s",              \
+                          px_strerror(rc_));                                                       \
+        }                                                                                          \
+    } while (0)
+
+static void run_for(struct client *cl, int ms)
+{
+    uint64_t dl = now_ms() + ms;
+    while (now_ms() < dl)
+        px_ctx_run_timeout(cl->ctx, 10);
+}
+
+static void client_open(struct client *cl, const char *uri, const px_ctx_opts *o, const char *priv)
+{
+    memset(cl, 0, sizeof(*cl));
+    ck_assert_int_eq(px_ctx_create(o, &cl->ctx), 0);
+    px_session_params p = {.uri = uri,
+                           .ops = &client_ops,
+                           .user = cl,
+                           .private_data = priv,
+                           .private_len = priv ? strlen(priv) : 0};
+    int rc = px_session_create(cl->ctx, &p, &cl->s);
+    ck_assert_msg(rc == 0, "px_session_create(%s): %s", uri, px_strerror(rc));
+    rc = px_connect(cl->s, cl->ctx, &cl->c);
+    ck_assert_msg(rc == 0, "px_connect: %s", px_strerror(rc));
+}
+
+static void client_wait_up(struct client *cl)
+{
+    RUN_UNTIL(cl, cl->ev[PX_EV_CONN_ESTABLISHED] && cl->ev[PX_EV_SESSION_ESTABLISHED], 10000);
+}
+
+static struct client *client_new(const char *uri, const px_ctx_opts *o)
+{
+    struct client *cl = malloc(sizeof(*cl));
+    ck_assert(cl != NULL);
+    client_open(cl, uri, o, "conformance");
+    client_wait_up(cl);
+    return cl;
+}
+
+/* End the session and the context; both must finish cleanly. */
+static void client_close(struct client *cl)
+{
+    int rc;
+    /* A session may have ended on its own (rejected): it is gone then. */
+    if (!cl->ev[PX_EV_SESSION_TEARDOWN]) {
+        rc = px_session_close(cl->s);
+        ck_assert_msg(rc == 0 || rc == -PX_EALREADY, "px_session_close: %s", px_strerror(rc));
+    }
+    RUN_UNTIL(cl, cl->ev[PX_EV_SESSION_TEARDOWN], 10000);
+    rc = px_ctx_destroy(cl->ctx);
+    ck_assert_msg(rc == 0, "px_ctx_destroy after SESSION_TEARDOWN: %s", px_strerror(rc));
+}
+
+static void client_free(struct client *cl)
+{
+    client_close(cl);
+    free(cl);
+}
+
+static int send_req(struct client *cl, struct tmsg *t)
+{
+    t->cl = cl;
+    t->kind = K_REQ;
+    int rc = px_send_request(cl->c, &t->m);
+    if (rc == 0)
+        t->state = T_SENT;
+    return rc;
+}
+
+static void send_req_ok(struct client *cl, struct tmsg *t)
+{
+    int rc = send_req(cl, t);
+    ck_assert_msg(rc == 0, "px_send_request seq %llu: %s", (unsigned long long)t->seq,
+                  px_strerror(rc));
+}
+
+static int send_oneway(struct client *cl, struct tmsg *t, uint32_t flags)
+{
+    t->cl = cl;
+    t->kind = K_ONEWAY;
+    t->m.flags = flags;
+    int rc = px_send_msg(cl->c, &t->m);
+    if (rc == 0)
+        t->state = T_SENT;
+    return rc;
+}
+
+/* One request, waited for. */
+static void echo_once(struct client *cl, uint64_t seq, size_t size)
+{
+    struct tmsg *t = tmsgs_new(1);
+    uint64_t ok = cl->n_ok;
+    tmsg_prep(t, CONF_ECHO, seq, size, 1, 0);
+    send_req_ok(cl, t);
+    RUN_UNTIL(cl, t->state != T_SENT, 10000);
+    ck_assert_msg(t->state == T_OK, "echo failed: %s", px_strerror(t->err));
+    ck_assert_uint_eq(cl->n_ok, ok + 1);
+    tmsgs_free(t, 1);
+}
+
+static void keep_reply(struct client *cl, struct tmsg *t)
+{
+    if (t->state == T_OK) {
+        ck_assert_msg(t->m.type == PX_MSG_RESPONSE, "reply type %d", (int)t->m.type);
+        free(t->reply_copy);
+        t->reply_len = t->m.in.header_len;
+        t->reply_copy = malloc(t->reply_len + 1);
+        memcpy(t->reply_copy, t->m.in.header, t->reply_len);
+        release(t);
+    }
+}
+
+/* A request whose response header is a struct of `len` bytes. */
+static void query(struct client *cl, enum conf_op op, void *out, size_t len)
+{
+    struct tmsg *t = tmsgs_new(1);
+    void (*saved)(struct client *, struct tmsg *) = cl->done;
+    cl->done = keep_reply;
+    tmsg_prep(t, op, 0, 0, 0, 0);
+    send_req_ok(cl, t);
+    RUN_UNTIL(cl, t->state != T_SENT, 10000);
+    cl->done = saved;
+    ck_assert_msg(t->state == T_OK, "query %d failed: %s", (int)op, px_strerror(t->err));
+    ck_assert_msg(t->reply_len == len, "query %d: reply header of %u bytes, want %zu", (int)op,
+                  t->reply_len, len);
+    memcpy(out, t->reply_copy, len);
+    tmsgs_free(t, 1);
+}
+
+static void get_stats(struct client *cl, struct conf_stats *st)
+{
+    query(cl, CONF_STATS, st, sizeof(*st));
+}
+
+/* Poll the server's STATS until it holds `held` requests. */
+static void wait_server_held(struct client *cl, uint64_t held)
+{
+    struct conf_stats st;
+    uint64_t dl = now_ms() + 10000;
+    for (;;) {
+        get_stats(cl, &st);
+        if (st.held >= held)
+            return;
+        ck_assert_msg(now_ms() < dl, "server holds %llu requests, expected %llu",
+                      (unsigned long long)st.held, (unsigned long long)held);
+        run_for(cl, 10);
+    }
+}
+
+/* ---- cases --------------------------------------------------------------- */
+
+START_TEST(connect_accept)
+{
+    struct server sv;
+    struct client cl;
+    server_start(&sv);
+    client_open(&cl, sv.uri, NULL, "hello-private");
+    ck_assert_ptr_eq(px_conn_session(cl.c), cl.s);
+    ck_assert_ptr_eq(px_conn_ctx(cl.c), cl.ctx);
+    ck_assert_ptr_eq(px_session_user(cl.s), &cl);
+    client_wait_up(&cl);
+    ck_assert_int_eq(cl.ev[PX_EV_SESSION_REJECTED], 0);
+    /* The server's accept data is "welcome:" + our private data. */
+    ck_assert_msg(cl.data_len == 21 && memcmp(cl.data, "welcome:hello-private", 21) == 0,
+                  "SESSION_ESTABLISHED data: '%.*s' (%zu bytes)", (int)cl.data_len, cl.data,
+                  cl.data_len);
+    char peer[URI_LEN];
+    ck_assert_int_gt(px_conn_peer(cl.c, peer, sizeof(peer)), 0);
+    echo_once(&cl, 1, 100);
+
+    struct conf_stats st;
+    get_stats(&cl, &st);
+    ck_assert_uint_eq(st.sessions, 1);
+    ck_assert_uint_eq(st.conns, 1);
+    ck_assert_uint_eq(st.anomalies, 0);
+    client_close(&cl);
+    ck_assert_int_eq(cl.ev[PX_EV_CONN_CLOSED], 1);
+    ck_assert_int_eq(cl.ev[PX_EV_CONN_DISCONNECTED], 0);
+    ck_assert_int_eq(cl.ev_seq[cl.n_ev - 1], PX_EV_SESSION_TEARDOWN);
+    server_stop(&sv);
+}
+END_TEST
+
+START_TEST(reject_with_reason_and_data)
+{
+    struct server sv;
+    struct client cl;
+    struct tmsg *t = tmsgs_new(3);
+    server_start(&sv);
+    client_open(&cl, sv.uri, NULL, "reject-me");
+    for (int i = 0; i < 3; i++) {
+        tmsg_prep(&t[i], CONF_ECHO, i, 10 * i, 1, 0);
+        send_req_ok(&cl, &t[i]);
+    }
+    RUN_UNTIL(&cl, cl.ev[PX_EV_SESSION_REJECTED] && cl.n_err == 3, 10000);
+    ck_assert_int_eq(cl.ev[PX_EV_SESSION_ESTABLISHED], 0);
+    ck_assert_int_eq(cl.ev[PX_EV_CONN_ESTABLISHED], 0);
+    ck_assert_msg(cl.reject_reason == -PX_EPERM, "REJECTED reason %d (%s), want -PX_EPERM",
+                  cl.reject_reason, px_errname(cl.reject_reason));
+    ck_assert_msg(cl.data_len == 7 && memcmp(cl.data, "go away", 7) == 0,
+                  "REJECTED data '%.*s' (%zu bytes)", (int)cl.data_len, cl.data, cl.data_len);
+    ck_assert_uint_eq(cl.n_ok, 0);
+    /* Late callbacks would show up as second completions. */
+    run_for(&cl, 200);
+    ck_assert_uint_eq(cl.n_err, 3);
+    client_close(&cl);
+    tmsgs_free(t, 3);
+
+    struct client *probe = client_new(sv.uri, NULL);
+    struct conf_stats st;
+    get_stats(probe, &st);
+    ck_assert_uint_eq(st.rejected, 1);
+    ck_assert_uint_eq(st.anomalies, 0);
+    client_free(probe);
+    server_stop(&sv);
+}
+END_TEST
+
+/* ---- echo_100k: a window of requests, every byte verified */
+
+#define ECHO_N      100000
+#define ECHO_WINDOW 64
+
+struct echo_run {
+    uint64_t next, done, n;
+    enum conf_op op;
+};
+
+static size_t echo_size(uint64_t seq)
+{
+    /* Mostly small; every 997th crosses the inline threshold. */
+    return seq % 997 == 0 ? 70000 + seq % 1000 : (seq * 7919) % 2048;
+}
+
+static void echo_next(struct client *cl, struct tmsg *t)
+{
+    struct echo_run *er = cl->arg;
+    check_echo(t);
+    release(t);
+    er->done++;
+    if (er->next < er->n) {
+        uint64_t seq = er->next++;
+        tmsg_prep(t, er->op, seq, echo_size(seq), 1 + seq % 3, 0);
+        send_req_ok(cl, t);
+    }
+}
+
+START_TEST(echo_100k)
+{
+    struct server sv;
+    server_start(&sv);
+    struct client *cl = client_new(sv.uri, NULL);
+    struct tmsg *t = tmsgs_new(ECHO_WINDOW);
+    struct echo_run er = {.n = ECHO_N, .op = CONF_ECHO};
+    cl->arg = &er;
+    cl->done = echo_next;
+    for (int i = 0; i < ECHO_WINDOW; i++) {
+        uint64_t seq = er.next++;
+        tmsg_prep(&t[i], CONF_ECHO, seq, echo_size(seq), 1, 0);
+        send_req_ok(cl, &t[i]);
+    }
+    uint64_t t0 = now_ms();
+    RUN_UNTIL(cl, er.done == ECHO_N, 120000);
+    fprintf(stderr, "echo_100k: %d requests in %llu ms\n", ECHO_N,
+            (unsigned long long)(now_ms() - t0));
+    ck_assert_uint_eq(cl->n_err, 0);
+    px_conn_stats cs;
+    ck_assert_int_eq(px_conn_get_stats(cl->c, &cs), 0);
+    ck_assert_uint_eq(cs.requests_sent, ECHO_N);
+    ck_assert_uint_eq(cs.responses_recv, ECHO_N);
+    ck_assert_uint_eq(cs.in_flight, 0);
+    cl->done = NULL;
+    client_free(cl);
+    tmsgs_free(t, ECHO_WINDOW);
+    server_stop(&sv);
+}
+END_TEST
+
+/* ---- fifo_order: one-way messages and responses keep their order */
+
+#define FIFO_N      20000
+#define FIFO_WINDOW 128
+#define FIFO_REQS   1000
+
+struct fifo_run {
+    uint64_t next, done, n, expect_resp;
+};
+
+static void fifo_oneway_next(struct client *cl, struct tmsg *t)
+{
+    struct fifo_run *fr = cl->arg;
+    ck_assert_msg(t->state == T_OK, "one-way seq %llu failed: %s", (unsigned long long)t->seq,
+                  px_strerror(t->err));
+    fr->done++;
+    if (fr->next < fr->n) {
+        uint64_t seq = fr->next++;
+        tmsg_prep(t, CONF_SEQ, seq, seq % 300, 1 + seq % 2, 0);
+        ck_assert_int_eq(send_oneway(cl, t, 0), 0);
+    }
+}
+
+static void fifo_resp_in_order(struct client *cl, struct tmsg *t)
+{
+    struct fifo_run *fr = cl->arg;
+    ck_assert_msg(t->state == T_OK, "request seq %llu failed: %s", (unsigned long long)t->seq,
+                  px_strerror(t->err));
+    ck_assert_msg(t->seq == fr->expect_resp, "response seq %llu arrived, expected %llu",
+                  (unsigned long long)t->seq, (unsigned long long)fr->expect_resp);
+    fr->expect_resp++;
+    check_echo(t);
+    release(t);
+}
+
+START_TEST(fifo_order)
+{
+    struct server sv;
+    server_start(&sv);
+    struct client *cl = client_new(sv.uri, NULL);
+    struct tmsg *t = tmsgs_new(FIFO_REQS);
+    struct fifo_run fr = {.n = FIFO_N};
+    cl->arg = &fr;
+    cl->done = fifo_oneway_next;
+    for (int i = 0; i < FIFO_WINDOW; i++) {
+        uint64_t seq = fr.next++;
+        tmsg_prep(&t[i], CONF_SEQ, seq, seq % 300, 1, 0);
+        ck_assert_int_eq(send_oneway(cl, &t[i], 0), 0);
+    }
+    RUN_UNTIL(cl, fr.done == FIFO_N, 60000);
+    cl->done = NULL;
+    struct conf_seq_report rep;
+    query(cl, CONF_SEQ_CHECK, &rep, sizeof(rep));
+    ck_assert_msg(rep.received == FIFO_N && rep.errors == 0,
+                  "server saw %llu of %d one-way messages, %llu out of order or corrupt "
+                  "(first bad seq %llu)",
+                  (unsigned long long)rep.received, FIFO_N, (unsigned long long)rep.errors,
+                  (unsigned long long)rep.first_bad);
+
+    /* Responses on one connection come back in request order, also when
+     * some requests wait behind the default queue depth (512). */
+    cl->done = fifo_resp_in_order;
+    for (int i = 0; i < FIFO_REQS; i++) {
+        tmsg_prep(&t[i], CONF_ECHO, i, i % 200, 1, 0);
+        send_req_ok(cl, &t[i]);
+    }
+    RUN_UNTIL(cl, fr.expect_resp == FIFO_REQS, 30000);
+    cl->done = NULL;
+    client_free(cl);
+    tmsgs_free(t, FIFO_REQS);
+    server_stop(&sv);
+}
+END_TEST
+
+/* ---- inflight_1000 */
+
+START_TEST(inflight_1000)
+{
+    struct server sv;
+    server_start(&sv);
+    /* All 1,000 in flight at once: the server answers none of them before
+     * it holds all of them. */
+    px_ctx_opts o = {.queue_depth = 1024};
+    struct client *cl = client_new(sv.uri, &o);
+    struct tmsg *t = tmsgs_new(1000);
+    for (int i = 0; i < 1000; i++) {
+        tmsg_prep(&t[i], CONF_GATHER, i, 64, 1, 1000);
+        send_req_ok(cl, &t[i]);
+    }
+    RUN_UNTIL(cl, cl->n_ok + cl->n_err == 1000, 30000);
+    ck_assert_uint_eq(cl->n_err, 0);
+    px_conn_stats cs;
+    ck_assert_int_eq(px_conn_get_stats(cl->c, &cs), 0);
+    ck_assert_uint_eq(cs.requests_sent, 1000);
+    ck_assert_uint_eq(cs.responses_recv, 1000);
+    ck_assert_uint_eq(cs.in_flight, 0);
+    ck_assert_uint_eq(cs.queued, 0);
+    ck_assert_uint_eq(cs.eagain, 0);
+    client_free(cl);
+    tmsgs_free(t, 1000);
+    server_stop(&sv);
+}
+END_TEST
+
+/* Past queue_depth sends queue; past max_queued_bytes they are refused with
+ * -PX_EAGAIN, leaving the message untouched and without a callback. */
+START_TEST(inflight_backpressure)
+{
+    enum { DEPTH = 128, SIZE = 16384, MAXN = 1000 };
+    struct server sv;
+    server_start(&sv);
+    px_ctx_opts o = {.queue_depth = DEPTH, .max_queued_bytes = MIB};
+    struct client *cl = client_new(sv.uri, &o);
+    struct tmsg *t = tmsgs_new(MAXN + 1);
+    int n = 0, rc = 0;
+    for (; n < MAXN; n++) {
+        tmsg_prep(&t[n], CONF_DELAY, n, SIZE, 2, 300);
+        px_msg before = t[n].m;
+        rc = send_req(cl, &t[n]);
+        if (rc != 0) {
+            ck_assert_msg(memcmp(&before, &t[n].m, sizeof(before)) == 0,
+                          "a refused px_msg was modified");
+            break;
+        }
+    }
+    ck_assert_msg(rc == -PX_EAGAIN, "after %d sends: %s, want -PX_EAGAIN", n, px_strerror(rc));
+    ck_assert_msg(n > DEPTH && n <= DEPTH + (int)(MIB / SIZE),
+                  "%d sends accepted with queue_depth %d and max_queued_bytes 1 MiB of %d B "
+                  "messages",
+                  n, DEPTH, SIZE);
+    ck_assert_msg(n >= DEPTH + (int)(MIB / SIZE) / 2,
+                  "only %d sends accepted: byte limit "
+                  "counted far more than the messages' size",
+                  n);
+    px_conn_stats cs;
+    ck_assert_int_eq(px_conn_get_stats(cl->c, &cs), 0);
+    ck_assert_msg(cs.in_flight + cs.queued == (uint64_t)n && cs.in_flight <= DEPTH,
+                  "stats: in_flight %llu + queued %llu, want %d with in_flight <= %d",
+                  (unsigned long long)cs.in_flight, (unsigned long long)cs.queued, n, DEPTH);
+    ck_assert_uint_le(cs.queued_bytes, MIB);
+    ck_assert_uint_eq(cs.eagain, 1);
+    /* Still full until the loop runs. */
+    ck_assert_int_eq(send_req(cl, &t[n]), -PX_EAGAIN);
+    RUN_UNTIL(cl, cl->n_ok + cl->n_err == (uint64_t)n, 30000);
+    ck_assert_uint_eq(cl->n_err, 0);
+    run_for(cl, 100);
+    ck_assert_int_eq(t[n].state, T_IDLE);
+    /* Drained: the refused message goes now. */
+    send_req_ok(cl, &t[n]);
+    RUN_UNTIL(cl, t[n].state == T_OK, 10000);
+    client_free(cl);
+    tmsgs_free(t, MAXN + 1);
+    server_stop(&sv);
+}
+END_TEST
+
+/* ---- sizes */
+
+static void sizes_one(struct client *cl, struct tmsg *t, size_t size, unsigned nseg, int own)
+{
+    static uint64_t seq;
+    if (own)
+        tmsg_own_reply(t, size + 100);
+    else {
+        free(t->in_buf);
+        t->in_buf = NULL;
+    }
+    tmsg_prep(t, CONF_ECHO, ++seq, size, nseg, 0);
+    send_req_ok(cl, t);
+    RUN_UNTIL(cl, t->state != T_SENT, 60000);
+    ck_assert_msg(t->state == T_OK, "%zu B in %u iovecs (%s reply buffer): %s", size, nseg,
+                  own ? "own" : "plexus", px_strerror(t->err));
+}
+
+START_TEST(sizes)
+{
+    static const size_t sz[] = {0, 1, 63, 64, 4095, 4096, 65536, MIB, 16 * MIB};
+    static const unsigned segs[] = {1, 2, 7, 16};
+    struct server sv;
+    server_start(&sv);
+    struct client *cl = client_new(sv.uri, NULL);
+    struct tmsg *t = tmsgs_new(1);
+    for (size_t i = 0; i < sizeof(sz) / sizeof(sz[0]); i++)
+        for (size_t k = 0; k < sizeof(segs) / sizeof(segs[0]); k++)
+            for (int own = 0; own < 2; own++)
+                sizes_one(cl, t, sz[i], segs[k], own);
+
+    /* 0 B given as one empty segment. */
+    free(t->in_buf);
+    t->in_buf = NULL;
+    tmsg_prep(t, CONF_ECHO, 1, 0, 0, 0);
+    t->out_iov[0] = (px_iov){.base = t->out_buf, .len = 0};
+    t->m.out.iov = t->out_iov;
+    t->m.out.iov_count = 1;
+    send_req_ok(cl, t);
+    RUN_UNTIL(cl, t->state != T_SENT, 10000);
+    ck_assert_msg(t->state == T_OK, "0 B in one empty iovec: %s", px_strerror(t->err));
+
+    /* A landing place too small: refused, never overrun. */
+    static const size_t shortsz[] = {4096, MIB};
+    for (size_t i = 0; i < 2; i++) {
+        tmsg_own_reply(t, 100);
+        tmsg_prep(t, CONF_ECHO, 2 + i, shortsz[i], 1, 0);
+        send_req_ok(cl, t);
+        RUN_UNTIL(cl, t->state != T_SENT, 10000);
+        ck_assert_msg(t->state == T_ERR && t->err == -PX_ESHORTBUF,
+                      "%zu B reply into 100 B: %s, want on_msg_error -PX_ESHORTBUF", shortsz[i],
+                      t->state == T_OK ? "delivered" : px_errname(t->err));
+        ck_assert_msg(in_gaps_intact(t), "reply overran the provided buffer");
+    }
+    echo_once(cl, 99, 5000);
+    client_free(cl);
+    tmsgs_free(t, 1);
+    server_stop(&sv);
+}
+END_TEST
+
+/* ---- too_large: limits are checked at send time */
+
+static void expect_refused(struct client *cl, struct tmsg *t, int oneway, int want,
+                           const char *what)
+{
+    px_msg before = t->m;
+    int rc = oneway ? send_oneway(cl, t, 0) : send_req(cl, t);
+    ck_assert_msg(rc == want, "%s %s: %s, want %s", oneway ? "px_send_msg" : "px_send_request",
+                  what, px_errname(rc), px_errname(want));
+    before.flags = t->m.flags; /* set by send_oneway itself */
+    ck_assert_msg(memcmp(&before, &t->m, sizeof(before)) == 0, "%s: refused px_msg modified", what);
+}
+
+START_TEST(too_large)
+{
+    struct server sv;
+    server_start(&sv);
+    px_ctx_opts o = {.max_msg_size = MIB, .max_iov = 16, .max_header_size = 4096};
+    struct client *cl = client_new(sv.uri, &o);
+    struct tmsg *t = tmsgs_new(1);
+    for (int ow = 0; ow < 2; ow++) {
+        tmsg_prep(t, CONF_ECHO, 1, MIB + 1, 1, 0);
+        expect_refused(cl, t, ow, -PX_EMSGSIZE, "data of max_msg_size + 1");
+        tmsg_prep(t, CONF_ECHO, 1, 17 * 10, 17, 0);
+        expect_refused(cl, t, ow, -PX_ETOOMANY, "17 iovecs with max_iov 16");
+        t->big_hdr = calloc(1, 4097);
+        t->big_hdr_len = 4097;
+        tmsg_prep(t, CONF_ECHO, 1, 10, 1, 0);
+        expect_refused(cl, t, ow, -PX_EMSGSIZE, "header of 4097 bytes");
+        free(t->big_hdr);
+        t->big_hdr = NULL;
+    }
+    run_for(cl, 100); /* no callback may follow a refusal */
+
+    /* Exactly at the limits works. */
+    tmsg_prep(t, CONF_ECHO, 2, MIB, 1, 0);
+    send_req_ok(cl, t);
+    RUN_UNTIL(cl, t->state != T_SENT, 10000);
+    ck_assert_msg(t->state == T_OK, "max_msg_size data: %s", px_strerror(t->err));
+    tmsg_prep(t, CONF_ECHO, 3, 16 * 10, 16, 0);
+    send_req_ok(cl, t);
+    RUN_UNTIL(cl, t->state != T_SENT, 10000);
+    ck_assert_msg(t->state == T_OK, "max_iov iovecs: %s", px_strerror(t->err));
+    t->big_hdr = calloc(1, 4096);
+    t->big_hdr_len = 4096;
+    tmsg_prep(t, CONF_ECHO, 4, 10, 1, 0);
+    send_req_ok(cl, t);
+    RUN_UNTIL(cl, t->state != T_SENT, 10000);
+    ck_assert_msg(t->state == T_OK, "max_header_size header: %s", px_strerror(t->err));
+    ck_assert_uint_eq(cl->n_ok, 3);
+    ck_assert_uint_eq(cl->n_err + cl->n_sendc + cl->n_delivered, 0);
+    client_free(cl);
+    tmsgs_free(t, 1);
+    server_stop(&sv);
+}
+END_TEST
+
+/* ---- oneway_receipts */
+
+#define OW_N      1000
+#define OW_WINDOW 128
+
+struct ow_run {
+    uint64_t next, done, n;
+    uint32_t flags;
+};
+
+static void ow_next(struct client *cl, struct tmsg *t)
+{
+    struct ow_run *r = cl->arg;
+    ck_assert_msg(t->state == T_OK, "one-way seq %llu failed: %s", (unsigned long long)t->seq,
+                  px_strerror(t->err));
+    r->done++;
+    if (r->next < r->n) {
+        uint64_t seq = r->next++;
+        tmsg_prep(t, CONF_SEQ, seq, seq % 1000, 1, 0);
+        ck_assert_int_eq(send_oneway(cl, t, r->flags), 0);
+    }
+}
+
+static void ow_phase(struct client *cl, struct tmsg *t, struct ow_run *r, uint32_t flags)
+{
+    uint64_t start = r->next;
+    r->flags = flags;
+    r->n = start + OW_N;
+    r->done = 0;
+    for (int i = 0; i < OW_WINDOW; i++) {
+        uint64_t seq = r->next++;
+        tmsg_prep(&t[i], CONF_SEQ, seq, seq % 1000, 1, 0);
+        ck_assert_int_eq(send_oneway(cl, &t[i], flags), 0);
+    }
+    RUN_UNTIL(cl, r->done == OW_N, 30000);
+}
+
+START_TEST(oneway_receipts)
+{
+    struct server sv;
+    server_start(&sv);
+    struct client *cl = client_new(sv.uri, NULL);
+    struct tmsg *t = tmsgs_new(OW_WINDOW);
+    struct ow_run r = {0};
+    cl->arg = &r;
+    cl->done = ow_next;
+    ow_phase(cl, t, &r, PX_MSG_RECEIPT);
+    ck_assert_uint_eq(cl->n_delivered, OW_N);
+    ck_assert_uint_eq(cl->n_sendc, 0);
+    ow_phase(cl, t, &r, 0);
+    ck_assert_uint_eq(cl->n_delivered, OW_N);
+    ck_assert_uint_eq(cl->n_sendc, OW_N);
+    run_for(cl, 100);
+    ck_assert_uint_eq(cl->n_err, 0);
+    cl->done = NULL;
+    struct conf_seq_report rep;
+    query(cl, CONF_SEQ_CHECK, &rep, sizeof(rep));
+    ck_assert_msg(rep.received == 2 * OW_N && rep.errors == 0,
+                  "server saw %llu of %d one-way messages, %llu bad (first %llu)",
+                  (unsigned long long)rep.received, 2 * OW_N, (unsigned long long)rep.errors,
+                  (unsigned long long)rep.first_bad);
+    client_free(cl);
+    tmsgs_free(t, OW_WINDOW);
+    server_stop(&sv);
+}
+END_TEST
+
+/* ---- cancel */
+
+START_TEST(cancel)
+{
+    struct server sv;
+    server_start(&sv);
+    struct client *cl = client_new(sv.uri, NULL);
+    struct tmsg *t = tmsgs_new(50);
+
+    /* Held by the server: cancel completes them at once, exactly once. */
+    for (int i = 0; i < 10; i++) {
+        tmsg_prep(&t[i], CONF_HOLD, i, 100, 1, 0);
+        send_req_ok(cl, &t[i]);
+    }
+    wait_server_held(cl, 10);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(px_cancel(&t[i].m), 0);
+    RUN_UNTIL(cl, cl->n_err == 10, 5000);
+    for (int i = 0; i < 10; i++)
+        ck_assert_msg(t[i].state == T_ERR && t[i].err == -PX_ECANCELED,
+                      "canceled request %d: state %d, reason %s", i, t[i].state,
+                      px_errname(t[i].err));
+    ck_assert_int_eq(px_cancel(&t[0].m), -PX_EALREADY);
+
+    /* Canceled before it could even leave. */
+    for (int i = 10; i < 15; i++) {
+        tmsg_prep(&t[i], CONF_HOLD, i, 10, 1, 0);
+        send_req_ok(cl, &t[i]);
+        ck_assert_int_eq(px_cancel(&t[i].m), 0);
+    }
+    RUN_UNTIL(cl, cl->n_err == 15, 5000);
+    for (int i = 10; i < 15; i++)
+        ck_assert_int_eq(t[i].err, -PX_ECANCELED);
+
+    /* Cancel racing the response: each ends exactly once, as px_cancel said. */
+    uint64_t ok0 = cl->n_ok, err0 = cl->n_err;
+    int canceled = 0;
+    for (int i = 0; i < 50; i++) {
+        tmsg_prep(&t[i], CONF_DELAY, 100 + i, 200, 1, 20);
+        send_req_ok(cl, &t[i]);
+    }
+    run_for(cl, 20);
+    for (int i = 0; i < 50; i++) {
+        enum tstate was = t[i].state;
+        int rc = px_cancel(&t[i].m);
+        if (was == T_SENT) {
+            ck_assert_msg(rc == 0, "px_cancel of an outstanding request: %s", px_errname(rc));
+            canceled++;
+        } else {
+            ck_assert_msg(rc == -PX_EALREADY, "px_cancel of a completed request: %s",
+                          px_errname(rc));
+        }
+    }
+    RUN_UNTIL(cl, cl->n_ok + cl->n_err == ok0 + err0 + 50, 5000);
+    run_for(cl, 300); /* discarded late responses must not surface */
+    ck_assert_uint_eq(cl->n_err - err0, (uint64_t)canceled);
+    ck_assert_uint_eq(cl->n_ok - ok0, 50 - (uint64_t)canceled);
+
+    /* The connection still works, and a canceled px_msg is reusable. */
+    tmsg_prep(&t[0], CONF_ECHO, 7, 3000, 2, 0);
+    send_req_ok(cl, &t[0]);
+    RUN_UNTIL(cl, t[0].state != T_SENT, 10000);
+    ck_assert_int_eq(t[0].state, T_OK);
+    client_free(cl);
+    tmsgs_free(t, 50);
+    server_stop(&sv);
+}
+END_TEST
+
+/* ---- graceful_teardown */
+
+START_TEST(graceful_teardown)
+{
+    struct server sv;
+    server_start(&sv);
+    struct client *cl = client_new(sv.uri, NULL);
+    struct tmsg *t = tmsgs_new(26);
+    for (int i = 0; i < 20; i++) {
+        tmsg_prep(&t[i], CONF_DELAY, i, 1000 * i, 1 + i % 3, 200);
+        send_req_ok(cl, &t[i]);
+    }
+    for (int i = 20; i < 25; i++) {
+        tmsg_prep(&t[i], CONF_SEQ, i - 20, 100, 1, 0);
+        ck_assert_int_eq(send_oneway(cl, &t[i], PX_MSG_RECEIPT), 0);
+    }
+    run_for(cl, 20);
+    ck_assert_int_eq(px_conn_close(cl->c), 0);
+    ck_assert_int_eq(px_conn_close(cl->c), -PX_EALREADY);
+    tmsg_prep(&t[25], CONF_ECHO, 25, 10, 1, 0);
+    px_msg before = t[25].m;
+    ck_assert_int_eq(send_req(cl, &t[25]), -PX_ESHUTDOWN);
+    ck_assert_int_eq(send_oneway(cl, &t[25], 0), -PX_ESHUTDOWN);
+    before.flags = t[25].m.flags;
+    ck_assert(memcmp(&before, &t[25].m, sizeof(before)) == 0);
+
+    RUN_UNTIL(cl, cl->ev[PX_EV_CONN_TEARDOWN], 10000);
+    ck_assert_msg(cl->ev[PX_EV_CONN_CLOSED] == 1 && cl->ev[PX_EV_CONN_DISCONNECTED] == 0,
+                  "graceful close ended with CLOSED %d, DISCONNECTED %d (reason %s)",
+                  cl->ev[PX_EV_CONN_CLOSED], cl->ev[PX_EV_CONN_DISCONNECTED],
+                  px_errname(cl->disc_reason));
+    ck_assert_msg(cl->ok_at_closed == 20, "%llu of 20 responses before CONN_CLOSED",
+                  (unsigned long long)cl->ok_at_closed);
+    ck_assert_uint_eq(cl->n_err, 0);
+    ck_assert_uint_eq(cl->n_delivered, 5);
+    ck_assert_int_eq(t[25].state, T_IDLE);
+    client_free(cl);
+    tmsgs_free(t, 26);
+    server_stop(&sv);
+}
+END_TEST
+
+/* ---- server_killed: every outstanding message ends exactly once */
+
+START_TEST(server_killed)
+{
+    enum { HELD = 1000, EXTRA = 60, ONEWAY = 100 };
+    struct server sv;
+    server_start(&sv);
+    px_ctx_opts o = {.queue_depth = 1024};
+    struct client *cl = client_new(sv.uri, &o);
+    struct tmsg *t = tmsgs_new(HELD + EXTRA + ONEWAY);
+    for (int i = 0; i < HELD; i++) {
+        tmsg_prep(&t[i], CONF_HOLD, i, i % 5 ? 32 : 20000, 1, 0);
+        send_req_ok(cl, &t[i]);
+    }
+    wait_server_held(cl, HELD);
+    uint64_t ok0 = cl->n_ok;
+    /* More than the queue takes, and one-way messages, right at the kill. */
+    for (int i = HELD; i < HELD + EXTRA; i++) {
+        tmsg_prep(&t[i], CONF_HOLD, i, 5000, 1, 0);
+        send_req_ok(cl, &t[i]);
+    }
+    for (int i = HELD + EXTRA; i < HELD + EXTRA + ONEWAY; i++) {
+        tmsg_prep(&t[i], CONF_SEQ, i, 5000, 1, 0);
+        ck_assert_int_eq(send_oneway(cl, &t[i], i % 2 ? PX_MSG_RECEIPT : 0), 0);
+    }
+    server_kill(&sv);
+    RUN_UNTIL(cl, cl->ev[PX_EV_CONN_DISCONNECTED], 10000);
+    ck_assert_msg(cl->req_err_at_disc == HELD + EXTRA,
+                  "%llu of %d outstanding requests had failed when CONN_DISCONNECTED came",
+                  (unsigned long long)cl->req_err_at_disc, HELD + EXTRA);
+    ck_assert_int_lt(cl->disc_reason, 0);
+    RUN_UNTIL(cl,
+              cl->n_ok - ok0 + cl->n_err + cl->n_delivered + cl->n_sendc >= HELD + EXTRA + ONEWAY,
+              10000);
+    run_for(cl, 200);
+    ck_assert_uint_eq(cl->n_ok, ok0);
+    for (int i = 0; i < HELD + EXTRA; i++)
+        ck_assert_msg(t[i].state == T_ERR && t[i].err < 0, "request %d: state %d", i, t[i].state);
+    for (int i = HELD + EXTRA; i < HELD + EXTRA + ONEWAY; i++)
+        ck_assert_msg(t[i].state == T_OK || t[i].state == T_ERR, "one-way %d never ended", i);
+    client_free(cl);
+    tmsgs_free(t, HELD + EXTRA + ONEWAY);
+}
+END_TEST
+
+/* ---- client_killed: the server frees a dead client's everything */
+
+static void killed_client_child(const char *uri, int ready_fd)
+{
+    struct client cl;
+    px_ctx_opts o = {.queue_depth = 1024};
+    struct tmsg *t = calloc(1000, sizeof(*t));
+    client_open(&cl, uri, &o, "doomed");
+    for (int i = 0; i < 1000; i++) {
+        tmsg_prep(&t[i], CONF_HOLD, i, i % 3 ? 64 : 30000, 1, 0);
+        if (send_req(&cl, &t[i]) != 0)
+            _exit(3);
+    }
+    wait_server_held(&cl, 1000);
+    if (write(ready_fd, "r", 1) != 1)
+        _exit(4);
+    for (;;)
+        px_ctx_run_timeout(cl.ctx, 1000);
+}
+
+START_TEST(client_killed)
+{
+    struct server sv;
+    int p[2];
+    server_start(&sv);
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        close(p[0]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        killed_client_child(sv.uri, p[1]);
+        _exit(0);
+    }
+    close(p[1]);
+    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    char c;
+    ck_assert_msg(poll(&pfd, 1, 20000) == 1 && read(p[0], &c, 1) == 1,
+                  "the doomed client did not get 1,000 requests held");
+    close(p[0]);
+
+    struct client *cl = client_new(sv.uri, NULL);
+    struct conf_stats st;
+    get_stats(cl, &st);
+    ck_assert_uint_eq(st.sessions, 2);
+    ck_assert_uint_ge(st.held, 1000);
+    kill(child, SIGKILL);
+    int status;
+    waitpid(child, &status, 0);
+
+    uint64_t dl = now_ms() + 5000;
+    for (;;) {
+        get_stats(cl, &st);
+        if (st.sessions == 1 && st.conns == 1 && st.held == 0 && st.responding == 0)
+            break;
+        ck_assert_msg(now_ms() < dl,
+                      "5 s after the client died the server still has sessions %llu, conns "
+                      "%llu, held %llu, responding %llu (want 1, 1, 0, 0)",
+                      (unsigned long long)st.sessions, (unsigned long long)st.conns,
+                      (unsigned long long)st.held, (unsigned long long)st.responding);
+        run_for(cl, 50);
+    }
+    ck_assert_uint_eq(st.anomalies, 0);
+    client_free(cl);
+    server_stop(&sv);
+}
+END_TEST
+
+/* ---- bad_frames: hostile bytes close that one connection only */
+
+static int raw_connect(const char *uri)
+{
+    int fd = -1;
+    if (strncmp(uri, "unix://", 7) == 0) {
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof(a.sun_path), "%s", uri + 7);
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        return fd;
+    }
+    char host[256];
+    int port;
+    if (sscanf(uri, "tcp://[%255[^]]]:%d", host, &port) == 2) {
+        struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+        ck_assert_int_eq(inet_pton(AF_INET6, host, &a.sin6_addr), 1);
+        fd = socket(AF_INET6, SOCK_STREAM, 0);
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    } else {
+        ck_assert_int_eq(sscanf(uri, "tcp://%255[^:]:%d", host, &port), 2);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+        ck_assert_int_eq(inet_pton(AF_INET, host, &a.sin_addr), 1);
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    }
+    return fd;
+}
+
+/* The 32-byte frame header of include/plexus/transport.h, little-endian. */
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void frame_hdr(uint8_t out[32], int version, int type, uint32_t data_len)
+{
+    memset(out, 0, 32);
+    put_le(out + 0, 0x5850, 2);
+    out[2] = (uint8_t)version;
+    out[3] = (uint8_t)type;
+    put_le(out + 12, data_len, 4);
+    put_le(out + 16, 1, 8);
+}
+
+/* The server must close the connection: read until EOF or reset. */
+static void expect_closed(int fd, const char *what)
+{
+    uint64_t dl = now_ms() + 5000;
+    char buf[4096];
+    for (;;) {
+        int left = (int)(dl - now_ms());
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ck_assert_msg(left > 0 && poll(&pfd, 1, left) == 1,
+                      "%s: the server kept the connection open for 5 s", what);
+        ssize_t r = read(fd, buf, sizeof(buf));
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            break;
+        ck_assert_msg(r > 0, "%s: read: %s", what, strerror(errno));
+    }
+    close(fd);
+}
+
+static void send_all(int fd, const void *p, size_t n)
+{
+    ck_assert_int_eq(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+START_TEST(bad_frames)
+{
+    if (strncmp(g_uri, "tcp://", 6) != 0 && strncmp(g_uri, "unix://", 7) != 0) {
+        fprintf(stderr, "bad_frames: skipped for %s (no raw socket access)\n", g_uri);
+        return;
+    }
+    struct server sv;
+    server_start(&sv);
+    struct client *cl = client_new(sv.uri, NULL);
+    uint8_t f[64];
+    int fd;
+
+    fd = raw_connect(sv.uri);
+    memset(f, 0xab, sizeof(f));
+    send_all(fd, f, sizeof(f));
+    expect_closed(fd, "garbage bytes");
+    echo_once(cl, 1, 100);
+
+    fd = raw_connect(sv.uri);
+    frame_hdr(f, 1, 1, 100);
+    send_all(fd, f, 20);
+    shutdown(fd, SHUT_WR);
+    expect_closed(fd, "truncated frame");
+    echo_once(cl, 2, 100);
+
+    fd = raw_connect(sv.uri);
+    frame_hdr(f, 99, 1, 0);
+    send_all(fd, f, 32);
+    expect_closed(fd, "frame of version 99");
+    echo_once(cl, 3, 100);
+
+    fd = raw_connect(sv.uri);
+    frame_hdr(f, 1, 1, 0xfffffff0u);
+    send_all(fd, f, 32);
+    expect_closed(fd, "frame with data_len 0xfffffff0");
+    echo_once(cl, 4, 100);
+
+    fd = raw_connect(sv.uri);
+    frame_hdr(f, 1, 3, 8);
+    send_all(fd, f, 40);
+    expect_closed(fd, "REQUEST before HELLO");
+    echo_once(cl, 5, 100);
+
+    /* The raw connections left nothing behind. */
+    struct conf_stats st;
+    get_stats(cl, &st);
+    ck_assert_uint_eq(st.sessions, 1);
+    ck_assert_uint_eq(st.conns, 1);
+    ck_assert_uint_eq(st.anomalies, 0);
+    client_free(cl);
+    server_stop(&sv);
+}
+END_TEST
+
+static void add_case(Suite *s, const char *name, const TTest *fn, int timeout)
+{
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, timeout);
+    tcase_add_test(tc, fn);
+    suite_add_tcase(s, tc);
+}
+
+int main(int argc, char **argv)
+{
+    g_uri = argc > 1 ? argv[1] : getenv("PX_CONF_URI");
+    if (g_uri == NULL) {
+        fprintf(stderr, "usage: conf_suite URI (or set PX_CONF_URI); %%p = server pid\n");
+        return 2;
+    }
+    Suite *s = suite_create("conformance");
+    add_case(s, "connect_accept", connect_accept, 30);
+    add_case(s, "reject_with_reason_and_data", reject_with_reason_and_data, 30);
+    add_case(s, "echo_100k", echo_100k, 180);
+    add_case(s, "fifo_order", fifo_order, 120);
+    add_case(s, "inflight_1000", inflight_1000, 60);
+    add_case(s, "inflight_backpressure", inflight_backpressure, 60);
+    add_case(s, "sizes", sizes, 180);
+    add_case(s, "too_large", too_large, 30);
+    add_case(s, "oneway_receipts", oneway_receipts, 60);
+    add_case(s, "cancel", cancel, 30);
+    add_case(s, "graceful_teardown", graceful_teardown, 30);
+    add_case(s, "server_killed", server_killed, 60);
+    add_case(s, "client_killed", client_killed, 60);
+    add_case(s, "bad_frames", bad_frames, 60);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
