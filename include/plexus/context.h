@@ -77,7 +77,9 @@ int px_ctx_stop(px_ctx *ctx);
 
 /* A file descriptor that becomes readable when the context has work: add it
  * to your own loop (poll/epoll/another libev loop) and call px_ctx_poll()
- * when it fires. Owned by the context; do not close it. */
+ * when it fires. Owned by the context; do not close it.
+ * Not available yet: returns -PX_ENOSYS (drive the context with
+ * px_ctx_poll() from your loop's idle/timer hook meanwhile). */
 int px_ctx_fd(px_ctx *ctx);
 
 /* Run fn(arg) on the context's thread, soon, in posting order. Any thread;

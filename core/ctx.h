@@ -1,0 +1,88 @@
+/* The context's internals, for the session layer and core.
+ *
+ * A px_ctx is owned by the application (px_ctx_create/destroy) and owns its
+ * libev loop, its transport instances, its buffer pool and its deferred
+ * work queue. Everything here is used on the context's thread only, except
+ * the post queue (guarded by post_lock) and stop_req (atomic).
+ */
+#ifndef PX_CORE_CTX_H
+#define PX_CORE_CTX_H
+
+#include <pthread.h>
+#include <ev.h>
+
+#include "core/buf.h"
+#include "core/list.h"
+#include "plexus/context.h"
+#include "plexus/transport.h"
+
+#define PX_CTX_MAX_TP 8
+
+/* Work to run on the context's thread at the end of the current loop
+ * iteration (before the loop sleeps): used to deliver completions outside
+ * the API call that caused them. The node is embedded in its owner, so
+ * deferring never allocates; a node already queued is not queued twice. */
+typedef struct px_deferred {
+    px_list link;
+    void (*fn)(struct px_deferred *d);
+} px_deferred;
+
+typedef struct px_ctx_tp {
+    const px_transport *ops;
+    px_tp *tp;
+} px_ctx_tp;
+
+struct px_ctx {
+    struct ev_loop *loop;
+    px_ctx_opts opts;
+    px_bufpool bufs;
+    px_tp_host host;
+
+    px_ctx_tp tps[PX_CTX_MAX_TP];
+    unsigned n_tps;
+
+    px_list deferred; /* px_deferred, FIFO */
+    ev_prepare prepare_w;
+    ev_idle idle_w;   /* keeps the loop from sleeping while work is deferred */
+    ev_async async_w; /* wakes the loop for posts and stop */
+
+    pthread_mutex_t post_lock;
+    px_list posted; /* struct post nodes, guarded by post_lock */
+    int closing;    /* guarded by post_lock: posts are refused */
+
+    int stop_req; /* atomic */
+    int running;
+    uint64_t activity;  /* bumped by every event handled: polling mode's progress signal */
+    unsigned n_objects; /* servers + sessions alive on this context */
+
+    /* State an upper layer keeps per context (the session layer's task
+     * cache), freed by layer_fini at destroy. Core never looks inside. */
+    void *layer_priv;
+    void (*layer_fini)(void *layer_priv);
+};
+
+/* The instance of the transport serving `scheme` on this context, created
+ * on first use. Returns 0; -PX_EBADSCHEME; the transport's init error. */
+int px_ctx_transport(px_ctx *ctx, const char *scheme, px_ctx_tp **out);
+
+/* Queue d to run at the end of this iteration (no-op if already queued). */
+void px_ctx_defer(px_ctx *ctx, px_deferred *d);
+/* Remove d if queued. */
+void px_ctx_undefer(px_deferred *d);
+static inline void px_deferred_init(px_deferred *d, void (*fn)(px_deferred *))
+{
+    px_list_init(&d->link);
+    d->fn = fn;
+}
+
+/* Count of live servers and sessions: px_ctx_destroy refuses while nonzero. */
+static inline void px_ctx_ref(px_ctx *ctx)
+{
+    ctx->n_objects++;
+}
+static inline void px_ctx_unref(px_ctx *ctx)
+{
+    ctx->n_objects--;
+}
+
+#endif

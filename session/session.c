@@ -1,0 +1,357 @@
+/* Sessions: creation, the handshake decisions, events and teardown. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "plexus/error.h"
+#include "session/handshake.h"
+#include "session/internal.h"
+
+static void session_teardown_fn(px_deferred *d);
+
+px_session *session_new(px_ctx *ctx, const px_session_ops *ops, void *user, int client)
+{
+    px_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->ctx = ctx;
+    s->ops = ops;
+    s->user = user;
+    s->client = client;
+    s->state = SS_NEW;
+    px_list_init(&s->conns);
+    px_list_init(&s->server_link);
+    px_deferred_init(&s->teardown_d, session_teardown_fn);
+    px_ctx_ref(ctx);
+    return s;
+}
+
+void session_event(px_session *s, px_event_type type, px_conn *c, int reason, const void *data,
+                   size_t len)
+{
+    if (!s->ops->on_session_event)
+        return;
+    px_event ev = {.type = type, .conn = c, .reason = reason, .data = data, .data_len = len};
+    s->ops->on_session_event(s, &ev, s->user);
+}
+
+/* ---- client side ---------------------------------------------------------- */
+
+int px_session_create(px_ctx *ctx, const px_session_params *p, px_session **out)
+{
+    if (!ctx || !p || !p->uri || !p->ops || !out)
+        return -PX_EINVAL;
+    if (p->private_len > PX_HS_MAX_PRIV)
+        return -PX_EMSGSIZE;
+    if (p->private_len && !p->private_data)
+        return -PX_EINVAL;
+    px_uri u;
+    int rc = px_uri_parse(p->uri, &u);
+    if (rc < 0)
+        return rc;
+    if (!px_transport_find(u.scheme))
+        return -PX_EBADSCHEME;
+    if (strlen(p->uri) >= PX_URI_MAX)
+        return -PX_EBADURI;
+    px_session *s = session_new(ctx, p->ops, p->user, 1);
+    if (!s)
+        return -PX_ENOMEM;
+    snprintf(s->uri, sizeof(s->uri), "%s", p->uri);
+    if (p->private_len) {
+        s->priv_data = malloc(p->private_len);
+        if (!s->priv_data) {
+            px_ctx_unref(ctx);
+            free(s);
+            return -PX_ENOMEM;
+        }
+        memcpy(s->priv_data, p->private_data, p->private_len);
+        s->priv_len = p->private_len;
+    }
+    *out = s;
+    return 0;
+}
+
+int px_connect(px_session *s, px_ctx *ctx, px_conn **out)
+{
+    if (!s || !ctx || !out || !s->client)
+        return -PX_EINVAL;
+    if (s->closing)
+        return -PX_ECLOSED;
+    if (s->state == SS_REJECTED)
+        return -PX_EREJECTED;
+    px_conn *c;
+    int rc = conn_create(s, ctx, 1, &c);
+    if (rc < 0)
+        return rc;
+    px_list_push_back(&s->conns, &c->session_link);
+    s->n_conns++;
+    conn_start_connect(c, s->uri);
+    *out = c;
+    return 0;
+}
+
+/* The transport connected: introduce ourselves. */
+void session_conn_connected(px_conn *c)
+{
+    px_session *s = c->session;
+    const px_ctx_opts *o = &c->ctx->opts;
+    px_hello h = {
+        .min_version = PX_WIRE_VERSION,
+        .max_version = PX_WIRE_VERSION,
+        .queue_depth = o->queue_depth,
+        .max_msg = o->max_msg_size,
+        .max_hdr = o->max_header_size,
+        .max_iov = o->max_iov,
+        .token = s->token,
+        .uri = c->uri,
+        .uri_len = (uint16_t)strlen(c->uri),
+        .priv = s->priv_data,
+        .priv_len = (uint16_t)s->priv_len,
+    };
+    c->state = CS_HANDSHAKE;
+    int len = px_hello_encode(&h, c->hs_buf, sizeof(c->hs_buf));
+    if (len < 0 || conn_send_hs(c, PX_FT_HELLO, (size_t)len) < 0)
+        conn_die(c, len < 0 ? len : -PX_EDISCONNECTED);
+}
+
+static void redirect(px_conn *c, const char *uri, size_t len)
+{
+    char target[PX_URI_MAX];
+    snprintf(target, sizeof(target), "%.*s", (int)len, uri);
+    session_event(c->session, PX_EV_SESSION_REDIRECTED, NULL, -PX_EREDIRECTED, target, len);
+    if (c->state == CS_DEAD)
+        return;
+    px_tp_conn *tp = c->tp;
+    c->tp = NULL;
+    tp->ops->close(tp);
+    conn_start_connect(c, target);
+}
+
+void session_on_hello_ack(px_conn *c, const void *body, size_t len)
+{
+    px_session *s = c->session;
+    px_hello_ack a;
+    int rc = px_hello_ack_decode(body, len, &a);
+    if (rc < 0) {
+        PX_LOGW("malformed handshake answer from %s", c->uri);
+        conn_die(c, rc);
+        return;
+    }
+    switch (a.status) {
+    case PX_HS_ACCEPT:
+        if (s->state != SS_ESTABLISHED) {
+            s->state = SS_ESTABLISHED;
+            s->token = a.token;
+            session_event(s, PX_EV_SESSION_ESTABLISHED, NULL, 0, a.data, a.data_len);
+            if (c->state == CS_DEAD)
+                return;
+        }
+        conn_established(c, a.queue_depth, a.max_msg, a.max_hdr, a.max_iov);
+        break;
+    case PX_HS_REJECT:
+        s->state = SS_REJECTED;
+        session_event(s, PX_EV_SESSION_REJECTED, NULL, a.reason, a.data, a.data_len);
+        conn_die(c, -PX_EREJECTED);
+        break;
+    default:
+        redirect(c, a.uris[0], a.uri_lens[0]);
+        break;
+    }
+}
+
+/* ---- server side ---------------------------------------------------------- */
+
+static int send_ack(px_conn *c, const px_hello_ack *a)
+{
+    int len = px_hello_ack_encode(a, c->hs_buf, sizeof(c->hs_buf));
+    if (len < 0)
+        return len;
+    return conn_send_hs(c, PX_FT_HELLO_ACK, (size_t)len);
+}
+
+static void fill_limits(px_hello_ack *a, const px_conn *c, uint64_t token)
+{
+    const px_ctx_opts *o = &c->ctx->opts;
+    a->version = PX_WIRE_VERSION;
+    a->queue_depth = o->queue_depth;
+    a->max_msg = o->max_msg_size;
+    a->max_hdr = o->max_header_size;
+    a->max_iov = o->max_iov;
+    a->token = token;
+}
+
+/* Decide for the connection that brought the session (or joined it). */
+static int decide(px_session *s, px_conn *c, int status, int reason, const void *data, size_t len,
+                  const char *const *uris, size_t n_uris)
+{
+    px_hello_ack a = {.status = (uint16_t)status, .reason = reason};
+    fill_limits(&a, c, s->token);
+    a.data = data;
+    a.data_len = (uint16_t)len;
+    a.n_uris = (uint16_t)n_uris;
+    for (size_t i = 0; i < n_uris; i++) {
+        a.uris[i] = uris[i];
+        a.uri_lens[i] = (uint16_t)strlen(uris[i]);
+    }
+    if (!c->tp)
+        return -PX_ENOTCONN;
+    int rc = send_ack(c, &a);
+    if (rc < 0)
+        return rc;
+    if (status == PX_HS_ACCEPT)
+        conn_established(c, c->peer_depth, c->peer_max_msg, c->peer_max_hdr, c->peer_max_iov);
+    else
+        c->ack_then_close = 1;
+    return 0;
+}
+
+static int check_decidable(px_session *s, const void *data, size_t len)
+{
+    if (!s || s->client)
+        return -PX_EINVAL;
+    if (s->state != SS_DECIDING)
+        return -PX_EALREADY;
+    if (len > PX_HS_MAX_PRIV)
+        return -PX_EMSGSIZE;
+    if (len && !data)
+        return -PX_EINVAL;
+    return 0;
+}
+
+int px_session_accept(px_session *s, const char *const *portals, size_t n_portals, const void *data,
+                      size_t len)
+{
+    int rc = check_decidable(s, data, len);
+    if (rc < 0)
+        return rc;
+    if (n_portals)
+        return -PX_ENOSYS; /* portals are not available yet */
+    s->state = SS_ESTABLISHED;
+    return decide(s, s->first, PX_HS_ACCEPT, 0, data, len, NULL, 0);
+}
+
+int session_accept_conn(px_session *s, px_conn *c)
+{
+    return decide(s, c, PX_HS_ACCEPT, 0, NULL, 0, NULL, 0);
+}
+
+int px_session_reject(px_session *s, int reason, const void *data, size_t len)
+{
+    int rc = check_decidable(s, data, len);
+    if (rc < 0)
+        return rc;
+    if (reason >= 0)
+        return -PX_EINVAL;
+    s->state = SS_REJECTED;
+    return decide(s, s->first, PX_HS_REJECT, reason, data, len, NULL, 0);
+}
+
+int px_session_redirect(px_session *s, const char *const *uris, size_t n_uris)
+{
+    int rc = check_decidable(s, NULL, 0);
+    if (rc < 0)
+        return rc;
+    if (!uris || n_uris == 0 || n_uris > PX_HS_MAX_URIS)
+        return -PX_EINVAL;
+    for (size_t i = 0; i < n_uris; i++) {
+        px_uri u;
+        if (!uris[i] || strlen(uris[i]) >= PX_HS_MAX_URI_LEN)
+            return -PX_EINVAL;
+        rc = px_uri_parse(uris[i], &u);
+        if (rc < 0)
+            return rc;
+    }
+    s->state = SS_REJECTED;
+    return decide(s, s->first, PX_HS_REDIRECT, 0, NULL, 0, uris, n_uris);
+}
+
+/* A HELLO reached a server connection. */
+void session_on_hello(px_conn *c, const void *body, size_t len)
+{
+    px_server *srv = c->server;
+    px_hello h;
+    c->hello_seen = 1;
+    int rc = px_hello_decode(body, len, &h);
+    if (rc < 0 || !srv) {
+        PX_LOGW("malformed handshake from a client: %s", px_strerror(rc));
+        conn_die(c, rc < 0 ? rc : -PX_ECLOSED);
+        return;
+    }
+    c->peer_depth = h.queue_depth;
+    c->peer_max_msg = h.max_msg;
+    c->peer_max_hdr = h.max_hdr;
+    c->peer_max_iov = h.max_iov;
+    if (h.token) {
+        server_join(srv, c, h.token);
+        return;
+    }
+    server_offer(srv, c, &h);
+}
+
+/* ---- teardown ---------------------------------------------------------------- */
+
+static void session_free(px_session *s)
+{
+    if (s->server)
+        server_session_gone(s->server, s);
+    px_ctx_unref(s->ctx);
+    free(s->priv_data);
+    free(s);
+}
+
+static void session_teardown_fn(px_deferred *d)
+{
+    px_session *s = PX_CONTAINER_OF(d, px_session, teardown_d);
+    session_event(s, PX_EV_SESSION_TEARDOWN, NULL, 0, NULL, 0);
+    session_free(s);
+}
+
+void session_conn_gone(px_session *s, px_conn *c)
+{
+    s->n_conns--;
+    if (s->first == c)
+        s->first = NULL;
+    if (s->n_conns == 0 && (!s->client || s->closing))
+        px_ctx_defer(s->ctx, &s->teardown_d);
+}
+
+int px_session_close(px_session *s)
+{
+    if (!s)
+        return -PX_EINVAL;
+    if (s->closing)
+        return -PX_EALREADY;
+    s->closing = 1;
+    for (px_list *n = s->conns.next; n != &s->conns; n = n->next) {
+        px_conn *c = PX_CONTAINER_OF(n, px_conn, session_link);
+        px_conn_close(c);
+    }
+    if (s->n_conns == 0)
+        px_ctx_defer(s->ctx, &s->teardown_d);
+    return 0;
+}
+
+void px_session_set_user(px_session *s, void *user)
+{
+    if (s)
+        s->user = user;
+}
+
+void *px_session_user(const px_session *s)
+{
+    return s ? s->user : NULL;
+}
+
+/* The handshake frame left (or failed). */
+void session_hs_sent(px_conn *c, int status)
+{
+    if (c->state == CS_DEAD)
+        return;
+    if (status < 0) {
+        conn_die(c, status);
+        return;
+    }
+    if (c->ack_then_close) /* rejected or redirected: the answer is out */
+        conn_die(c, -PX_EREJECTED);
+}

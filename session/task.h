@@ -1,0 +1,15 @@
+/* Tasks come from a per-context cache that grows in slabs and never
+ * shrinks: the steady state allocates nothing, and memory follows the work
+ * in flight rather than the number of connections. */
+#ifndef PX_SESSION_TASK_H
+#define PX_SESSION_TASK_H
+
+#include "session/internal.h"
+
+/* A zeroed task with gen bumped, or NULL when memory is exhausted. */
+px_task *task_get(px_ctx *ctx);
+void task_put(px_ctx *ctx, px_task *t);
+/* Bytes held by the context's task cache (for px-info / reports). */
+size_t task_cache_bytes(px_ctx *ctx);
+
+#endif
