@@ -39,7 +39,8 @@ int px_mem_deregister(px_mr *mr);
 
 /* Allocate `len` bytes of page-aligned memory, shareable with a peer
  * process (it is backed by a memfd) and registered. Returns 0, *addr and
- * *out; -PX_EINVAL; -PX_ENOMEM. Freed with px_mem_free(). */
+ * *out; -PX_EINVAL; -PX_ENOMEM. Freed with px_mem_free(). The region
+ * covers whole pages: px_mr_len() reports `len` rounded up to the page size. */
 int px_mem_alloc(px_ctx *ctx, size_t len, void **addr, px_mr **out);
 
 /* Free memory from px_mem_alloc(). Returns 0; -PX_EINVAL for a region that

@@ -97,7 +97,11 @@ void px_frame_encode(const px_frame_hdr *h, uint8_t out[PX_FRAME_HDR_LEN]);
  * ext_len against PX_FRAME_MAX_EXT, lengths against `lim`, and per-type
  * rules (control frames carry no payload). Returns 0; -PX_EAGAIN when fewer
  * than PX_FRAME_HDR_LEN bytes are given; -PX_EPROTO for a bad field;
- * -PX_EVERSION for another version; -PX_EMSGSIZE for a length over `lim`. */
+ * -PX_EVERSION for another version; -PX_EMSGSIZE for a length over `lim`;
+ * -PX_EINVAL for a NULL argument. Structural errors win over size ones (a
+ * FIN with data_len 2^32-1 is -PX_EPROTO). HELLO/HELLO_ACK carry no
+ * application header and are capped at 65536 data bytes regardless of
+ * `lim`, since they arrive before limits are agreed. */
 int px_frame_decode(const void *buf, size_t len, const px_frame_limits *lim, px_frame_hdr *out);
 
 /* Total bytes of the frame that `h` heads. */
@@ -131,10 +135,17 @@ typedef struct px_uri {
 } px_uri;
 
 /* Parse `text` into `out`, which owns all its strings. Returns 0;
- * -PX_EBADURI (no "://", empty, too long, bad escape), -PX_EBADSCHEME
- * (characters outside [a-z0-9+.-]), -PX_EBADHOST (empty/unbalanced
- * brackets/illegal characters), -PX_EBADPORT (not 0..65535), -PX_EBADOPT
- * (empty key, too many options, duplicate key). */
+ * -PX_EINVAL (NULL argument); -PX_EBADURI (no "://", empty, too long, bad
+ * or %00 escape), -PX_EBADSCHEME (empty, not starting with a letter, or
+ * characters outside [A-Za-z0-9+.-]; stored lower-cased), -PX_EBADHOST
+ * (nothing after "://", a port without a host, empty/unbalanced brackets,
+ * illegal characters), -PX_EBADPORT (not 1-5 digits for 0..65535),
+ * -PX_EBADPATH (shm name not [A-Za-z0-9._-]+, control or '#' characters in
+ * a path), -PX_EBADOPT (empty key, key outside [A-Za-z0-9._-], raw space or
+ * control character in a value, too many options, duplicate key; "?" must
+ * be followed by an option). For shm:// the name goes to `path`, `host` is
+ * "". A bracketed IPv6 host keeps its zone as "addr%zone" (RFC 6874's "%25"
+ * accepted). On error `out` holds no strings and n_opts is 0. */
 int px_uri_parse(const char *text, px_uri *out);
 
 /* The value of option `key`, or NULL. */
