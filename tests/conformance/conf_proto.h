@@ -23,6 +23,10 @@ enum conf_op {
     CONF_STATS = 7,     /* response header: conf_stats */
 };
 
+/* Flags in conf_hdr.arg of a CONF_ECHO request. */
+#define CONF_ARG_ASSIGN       1u /* the server receives the data into its own buffer */
+#define CONF_ARG_ASSIGN_SHORT 2u /* ... offering one byte too few: must be refused */
+
 struct conf_hdr {
     uint32_t magic;
     uint32_t op;
@@ -41,6 +45,7 @@ struct conf_stats {
     uint64_t oneways;    /* one-way messages delivered, ever */
     uint64_t rejected;   /* sessions rejected, ever */
     uint64_t anomalies;  /* contract violations the server saw */
+    uint64_t assigned;   /* assign_data_in_buf calls that supplied a buffer */
 };
 
 /* One-way SEQ messages of the asking session, as the server saw them. */

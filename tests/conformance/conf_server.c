@@ -22,6 +22,18 @@
 
 enum rec_state { R_HELD, R_RESPONDING };
 
+/* A receive buffer the server supplied through assign_data_in_buf: three
+ * segments with poisoned gaps between and after them. */
+#define GAP    8
+#define POISON 0xee
+
+struct abuf {
+    struct abuf *prev, *next; /* every buffer plexus may still write */
+    px_iov iov[3];
+    size_t len;
+    uint8_t data[];
+};
+
 /* One delivered request, from delivery until its response completes. */
 struct rec {
     struct rec *prev, *next;
@@ -31,6 +43,7 @@ struct rec {
     px_timer *timer; /* CONF_DELAY */
     struct conf_hdr hdr;
     enum rec_state state;
+    struct abuf *abuf; /* where its data was received, when we supplied it */
     union {
         struct conf_stats st;
         struct conf_seq_report sr;
@@ -57,7 +70,10 @@ struct srv {
     px_ctx *ctx;
     px_server *server;
     px_timer *sigtimer;
+    px_server *alt; /* where "redirect-me" sessions are sent */
+    char alt_uri[1100];
     struct sess sessions; /* sentinel; every session not yet torn down */
+    struct abuf abufs;    /* sentinel */
     struct conf_stats st;
 };
 
@@ -78,6 +94,91 @@ static void anomaly(struct srv *g, const char *fmt, ...)
 }
 
 /* ---- requests ----------------------------------------------------------- */
+
+static struct srv *G; /* for callbacks whose user pointer is itself under test */
+
+static void abuf_free(struct abuf *b)
+{
+    b->prev->next = b->next;
+    b->next->prev = b->prev;
+    free(b);
+}
+
+static int abuf_intact(const struct abuf *b)
+{
+    for (int k = 0; k < 3; k++) {
+        const uint8_t *g = (const uint8_t *)b->iov[k].base + b->iov[k].len;
+        for (int i = 0; i < GAP; i++)
+            if (g[i] != POISON)
+                return 0;
+    }
+    return 1;
+}
+
+/* Receive large CONF_ECHO data flagged CONF_ARG_ASSIGN* into our memory. */
+static int on_assign(px_conn *c, px_msg *m, void *user)
+{
+    struct conf_hdr h;
+    if (conf_hdr_read(m->in.header, m->in.header_len, &h) != 0 || h.op != CONF_ECHO ||
+        !(h.arg & (CONF_ARG_ASSIGN | CONF_ARG_ASSIGN_SHORT)) || m->in.data_len < 3)
+        return 1;
+    size_t len = m->in.data_len - ((h.arg & CONF_ARG_ASSIGN_SHORT) ? 1 : 0);
+    struct abuf *b = malloc(sizeof(*b) + len + 3 * GAP);
+    if (b == NULL)
+        abort();
+    b->len = len;
+    memset(b->data, POISON, len + 3 * GAP);
+    uint8_t *p = b->data;
+    for (int k = 0; k < 3; k++) {
+        size_t n = k < 2 ? len / 3 : len - 2 * (len / 3);
+        b->iov[k] = (px_iov){.base = p, .len = n};
+        p += n + GAP;
+    }
+    b->next = &G->abufs;
+    b->prev = G->abufs.prev;
+    b->prev->next = b;
+    G->abufs.prev = b;
+    m->in.iov = b->iov;
+    m->in.iov_count = 3;
+    m->user_context = b;
+    G->st.assigned++;
+    return 0;
+}
+
+/* user_context of a delivered message is only ours if on_assign set it:
+ * otherwise it may be stale, so look it up rather than dereference it. */
+static struct abuf *abuf_find(void *p)
+{
+    for (struct abuf *b = G->abufs.next; b != &G->abufs; b = b->next)
+        if (b == p)
+            return b;
+    return NULL;
+}
+
+/* Did the request's data land in the buffer we assigned? */
+static void check_assigned(struct rec *r, struct abuf *b)
+{
+    px_msg *m = r->msg;
+    if (b == NULL) {
+        if (m->in.data_len > 16384)
+            anomaly(G, "%llu B request flagged for assign_data_in_buf, but no buffer was asked",
+                    (unsigned long long)m->in.data_len);
+        return;
+    }
+    if (r->hdr.arg & CONF_ARG_ASSIGN_SHORT) {
+        if (m->in.iov == b->iov)
+            anomaly(G, "a too-short assigned vector was used");
+        if (!abuf_intact(b))
+            anomaly(G, "data written into a refused too-short vector");
+        abuf_free(b);
+        return;
+    }
+    if (m->in.iov != b->iov)
+        anomaly(G, "the assigned receive buffer was not used");
+    else if (!abuf_intact(b))
+        anomaly(G, "received data overran the assigned segments");
+    r->abuf = b;
+}
 
 static struct rec *rec_new(struct sess *ss, px_conn *c, px_msg *m, const struct conf_hdr *h)
 {
@@ -109,6 +210,8 @@ static void rec_free(struct rec *r, void *mark)
         g->st.responding--;
     if (r->timer != NULL)
         px_timer_destroy(r->timer);
+    if (r->abuf != NULL)
+        abuf_free(r->abuf);
     r->msg->user_context = mark;
     r->prev->next = r->next;
     r->next->prev = r->prev;
@@ -194,7 +297,10 @@ static void handle_request(struct sess *ss, px_conn *c, px_msg *m)
     }
     struct conf_stats st;
     stats_snapshot(g, &st); /* before this request counts as held */
+    void *assigned = m->user_context;
     struct rec *r = rec_new(ss, c, m, &h);
+    if (h.op == CONF_ECHO && (h.arg & (CONF_ARG_ASSIGN | CONF_ARG_ASSIGN_SHORT)))
+        check_assigned(r, abuf_find(assigned));
     switch (h.op) {
     case CONF_HOLD:
         break;
@@ -262,8 +368,6 @@ static struct sess *sess_of(struct srv *g, px_conn *c, void *user, const char *c
     }
     return ss;
 }
-
-static struct srv *G; /* for callbacks whose user pointer is itself under test */
 
 static void on_msg(px_conn *c, px_msg *m, int more_in_batch, void *user)
 {
@@ -431,7 +535,11 @@ static void on_new_session(px_session *s, const px_new_session *req, void *user)
     px_session_set_user(s, ss);
 
     int rc;
-    if (req->private_len == 9 && memcmp(req->private_data, "reject-me", 9) == 0) {
+    const char *alt = G->alt_uri;
+    if (req->private_len == 11 && memcmp(req->private_data, "redirect-me", 11) == 0 &&
+        strcmp(req->uri, G->alt_uri) != 0) {
+        rc = px_session_redirect(s, &alt, 1);
+    } else if (req->private_len == 9 && memcmp(req->private_data, "reject-me", 9) == 0) {
         G->st.rejected++;
         rc = px_session_reject(s, -PX_EPERM, "go away", 7);
     } else {
@@ -456,6 +564,7 @@ static const px_session_ops server_ops = {
     .on_msg_delivered = on_msg_delivered,
     .on_msg_send_complete = on_msg_send_complete,
     .on_msg_error = on_msg_error,
+    .assign_data_in_buf = on_assign,
 };
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -487,6 +596,7 @@ static int shutdown_server(struct srv *g)
 {
     int status = 0;
     px_server_unbind(g->server);
+    px_server_unbind(g->alt);
     for (struct sess *ss = g->sessions.next; ss != &g->sessions; ss = ss->next) {
         struct rec *r = ss->recs.next;
         while (r != &ss->recs) {
@@ -509,6 +619,9 @@ static int shutdown_server(struct srv *g)
         while (g->sessions.next != &g->sessions)
             session_teardown(g->sessions.next);
     }
+    /* Buffers assigned to messages that never reached on_msg. */
+    while (g->abufs.next != &g->abufs)
+        abuf_free(g->abufs.next);
     px_timer_destroy(g->sigtimer);
     int rc = px_ctx_destroy(g->ctx);
     if (rc != 0) {
@@ -518,6 +631,22 @@ static int shutdown_server(struct srv *g)
     if (status == 0 && g->st.anomalies != 0)
         status = 5;
     return status;
+}
+
+/* A second server of the same scheme, for redirects: port 0 for tcp, a
+ * "-alt" suffix for path- and name-addressed transports. */
+static int bind_alt(struct srv *g, const char *uri)
+{
+    char alt[1100];
+    const char *colon = strrchr(uri, ':');
+    if (strncmp(uri, "tcp://", 6) == 0 && colon != NULL)
+        snprintf(alt, sizeof(alt), "%.*s:0", (int)(colon - uri), uri);
+    else
+        snprintf(alt, sizeof(alt), "%s-alt", uri);
+    int rc = px_server_bind(g->ctx, alt, &server_ops, g, &g->alt);
+    if (rc == 0 && px_server_uri(g->alt, g->alt_uri, sizeof(g->alt_uri)) < 0)
+        rc = -PX_ENOSPC;
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -530,6 +659,7 @@ int main(int argc, char **argv)
     }
     G = &g;
     g.sessions.next = g.sessions.prev = &g.sessions;
+    g.abufs.next = g.abufs.prev = &g.abufs;
     signal(SIGTERM, on_sigterm);
 
     /* A server sized for the suite: 1,000 requests held per connection. */
@@ -540,6 +670,8 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = px_server_uri(g.server, uri, sizeof(uri)) < 0 ? -PX_ENOSPC : 0;
     if (rc == 0)
+        rc = bind_alt(&g, argv[1]);
+    if (rc == 0)
         rc = px_timer_create(g.ctx, sig_poll, &g, &g.sigtimer);
     if (rc == 0)
         rc = px_timer_start(g.sigtimer, 10000, 10000);
@@ -547,7 +679,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "conf_server: cannot serve %s: %s\n", argv[1], px_strerror(rc));
         return 2;
     }
-    printf("URI %s\n", uri);
+    printf("URI %s\nALT %s\n", uri, g.alt_uri);
     fflush(stdout);
 
     while (!terminate)

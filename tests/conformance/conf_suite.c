@@ -49,7 +49,8 @@ static uint64_t now_ms(void)
 
 struct server {
     pid_t pid;
-    char uri[URI_LEN]; /* as bound, with the real port or path */
+    char uri[URI_LEN];     /* as bound, with the real port or path */
+    char alt_uri[URI_LEN]; /* the second server, where redirects point */
 };
 
 static void subst_pid(const char *in, pid_t pid, char *out, size_t len)
@@ -59,6 +60,22 @@ static void subst_pid(const char *in, pid_t pid, char *out, size_t len)
         snprintf(out, len, "%s", in);
     else
         snprintf(out, len, "%.*s%d%s", (int)(p - in), in, (int)pid, p + 2);
+}
+
+/* Read "<tag><value>\n" from the server's stdout into out[URI_LEN]. */
+static void read_tagged_line(int fd, const char *tag, char *out)
+{
+    char line[URI_LEN + 8];
+    size_t n = 0;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    while (n < sizeof(line) - 1 && (n == 0 || line[n - 1] != '\n')) {
+        ck_assert_msg(poll(&pfd, 1, 10000) == 1, "conf_server printed no %sline in 10 s", tag);
+        ck_assert_msg(read(fd, line + n, 1) == 1, "conf_server exited before its %sline", tag);
+        n++;
+    }
+    line[n - 1] = '\0';
+    ck_assert_msg(strncmp(line, tag, strlen(tag)) == 0, "conf_server printed '%s'", line);
+    snprintf(out, URI_LEN, "%s", line + strlen(tag));
 }
 
 static void server_start(struct server *sv)
@@ -77,25 +94,17 @@ static void server_start(struct server *sv)
         _exit(127);
     }
     close(p[1]);
-    char line[URI_LEN + 8];
-    size_t n = 0;
-    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-    while (n < sizeof(line) - 1 && (n == 0 || line[n - 1] != '\n')) {
-        ck_assert_msg(poll(&pfd, 1, 10000) == 1, "conf_server printed no URI within 10 s");
-        ssize_t r = read(p[0], line + n, 1);
-        ck_assert_msg(r == 1, "conf_server exited before printing its URI");
-        n++;
-    }
+    read_tagged_line(p[0], "URI ", sv->uri);
+    read_tagged_line(p[0], "ALT ", sv->alt_uri);
     close(p[0]);
-    line[n - 1] = '\0';
-    ck_assert_msg(strncmp(line, "URI ", 4) == 0, "conf_server's first line: '%s'", line);
-    snprintf(sv->uri, sizeof(sv->uri), "%s", line + 4);
 }
 
 static void server_cleanup_path(const struct server *sv)
 {
     if (strncmp(sv->uri, "unix://", 7) == 0)
         unlink(sv->uri + 7);
+    if (strncmp(sv->alt_uri, "unix://", 7) == 0)
+        unlink(sv->alt_uri + 7);
 }
 
 static int wait_exit(pid_t pid, int ms, int *status)
@@ -303,6 +312,8 @@ struct client {
     int reject_reason, disc_reason;
     char data[4200]; /* ESTABLISHED / REJECTED data */
     size_t data_len;
+    char redirect[URI_LEN]; /* REDIRECTED data */
+    size_t redirect_len;
     uint64_t n_ok, n_err, n_delivered, n_sendc; /* completions */
     uint64_t n_req_err;                         /* n_err of requests only */
     uint64_t ok_at_closed, req_err_at_disc;
@@ -355,6 +366,11 @@ static void on_event(px_session *s, const px_event *ev, void *user)
         if (ev->data_len > 0)
             memcpy(cl->data, ev->data, ev->data_len);
         cl->data_len = ev->data_len;
+        break;
+    case PX_EV_SESSION_REDIRECTED:
+        ck_assert_uint_lt(ev->data_len, sizeof(cl->redirect));
+        memcpy(cl->redirect, ev->data, ev->data_len);
+        cl->redirect_len = ev->data_len;
         break;
     case PX_EV_CONN_CLOSED:
         cl->ok_at_closed = cl->n_ok;
@@ -1466,6 +1482,150 @@ START_TEST(bad_frames)
 }
 END_TEST
 
+/* ---- private_data_limits */
+
+START_TEST(private_data_limits)
+{
+    struct server sv;
+    struct client cl;
+    char *priv = malloc(4098);
+    memset(priv, 'p', 4097);
+    priv[4096] = '\0';
+    server_start(&sv);
+    client_open(&cl, sv.uri, NULL, priv); /* 4096 bytes: the limit */
+    client_wait_up(&cl);
+    ck_assert_msg(cl.data_len == 4096 && memcmp(cl.data, "welcome:", 8) == 0 &&
+                      memcmp(cl.data + 8, priv, 4088) == 0,
+                  "accept data of %zu bytes does not carry the 4096-byte private data back",
+                  cl.data_len);
+    echo_once(&cl, 1, 10);
+    client_close(&cl);
+
+    priv[4096] = 'p';
+    px_ctx *ctx;
+    px_session *s = NULL;
+    ck_assert_int_eq(px_ctx_create(NULL, &ctx), 0);
+    px_session_params p = {
+        .uri = sv.uri, .ops = &client_ops, .private_data = priv, .private_len = 4097};
+    ck_assert_int_eq(px_session_create(ctx, &p, &s), -PX_EINVAL);
+    ck_assert_int_eq(px_ctx_destroy(ctx), 0);
+    free(priv);
+    server_stop(&sv);
+}
+END_TEST
+
+/* ---- redirect: the client learns where to go; nothing is lost on the way */
+
+START_TEST(redirect)
+{
+    struct server sv;
+    struct client cl;
+    struct tmsg *t = tmsgs_new(2);
+    server_start(&sv);
+    client_open(&cl, sv.uri, NULL, "redirect-me");
+    for (int i = 0; i < 2; i++) {
+        tmsg_prep(&t[i], CONF_ECHO, i, 100, 1, 0);
+        send_req_ok(&cl, &t[i]);
+    }
+    RUN_UNTIL(&cl, cl.ev[PX_EV_SESSION_REDIRECTED] && cl.n_ok + cl.n_err == 2, 10000);
+    size_t alen = strlen(sv.alt_uri);
+    ck_assert_msg(cl.redirect_len >= alen && memcmp(cl.redirect, sv.alt_uri, alen) == 0,
+                  "REDIRECTED data '%.*s', want '%s'", (int)cl.redirect_len, cl.redirect,
+                  sv.alt_uri);
+    run_for(&cl, 200);
+    fprintf(stderr, "redirect: the library %s; queued requests: %llu answered, %llu failed\n",
+            cl.ev[PX_EV_SESSION_ESTABLISHED] ? "followed the redirect" : "did not follow",
+            (unsigned long long)cl.n_ok, (unsigned long long)cl.n_err);
+    client_close(&cl);
+    tmsgs_free(t, 2);
+
+    /* Where the redirect points, the same private data is accepted. */
+    client_open(&cl, sv.alt_uri, NULL, "redirect-me");
+    client_wait_up(&cl);
+    echo_once(&cl, 3, 100);
+    client_close(&cl);
+    server_stop(&sv);
+}
+END_TEST
+
+/* ---- assign_data_in_buf: the receiver supplies the buffer for large data */
+
+START_TEST(assign_data_in_buf)
+{
+    static const size_t sz[] = {20000, 100000, 4 * MIB};
+    struct server sv;
+    server_start(&sv);
+    struct client *cl = client_new(sv.uri, NULL);
+    struct tmsg *t = tmsgs_new(1);
+    for (size_t i = 0; i < 3; i++) {
+        tmsg_prep(t, CONF_ECHO, i, sz[i], 1 + i, CONF_ARG_ASSIGN);
+        send_req_ok(cl, t);
+        RUN_UNTIL(cl, t->state != T_SENT, 10000);
+        ck_assert_msg(t->state == T_OK, "%zu B into an assigned buffer: %s", sz[i],
+                      px_strerror(t->err));
+    }
+    /* One byte too short: refused and never overrun (the server checks);
+     * the message still ends exactly once. */
+    tmsg_prep(t, CONF_ECHO, 9, 100000, 1, CONF_ARG_ASSIGN_SHORT);
+    send_req_ok(cl, t);
+    RUN_UNTIL(cl, t->state != T_SENT, 10000);
+    fprintf(stderr, "assign_data_in_buf: too-short vector: %s\n",
+            t->state == T_OK ? "delivered through a plexus buffer" : px_errname(t->err));
+    echo_once(cl, 10, 50000);
+    struct conf_stats st;
+    get_stats(cl, &st);
+    ck_assert_msg(st.assigned >= 4, "assign_data_in_buf was asked %llu times for 4 messages",
+                  (unsigned long long)st.assigned);
+    ck_assert_uint_eq(st.anomalies, 0);
+    client_free(cl);
+    tmsgs_free(t, 1);
+    server_stop(&sv);
+}
+END_TEST
+
+/* ---- abrupt_disconnect: px_conn_disconnect flushes at once */
+
+START_TEST(abrupt_disconnect)
+{
+    enum { N = 100 };
+    struct server sv;
+    server_start(&sv);
+    struct client *cl = client_new(sv.uri, NULL);
+    struct tmsg *t = tmsgs_new(N);
+    for (int i = 0; i < N; i++) {
+        tmsg_prep(&t[i], CONF_HOLD, i, 1000, 1, 0);
+        send_req_ok(cl, &t[i]);
+    }
+    wait_server_held(cl, N);
+    ck_assert_int_eq(px_conn_disconnect(cl->c), 0);
+    RUN_UNTIL(cl, cl->ev[PX_EV_CONN_TEARDOWN], 5000);
+    ck_assert_msg(cl->ev[PX_EV_CONN_DISCONNECTED] == 1 && cl->ev[PX_EV_CONN_CLOSED] == 0,
+                  "abrupt close ended with DISCONNECTED %d, CLOSED %d",
+                  cl->ev[PX_EV_CONN_DISCONNECTED], cl->ev[PX_EV_CONN_CLOSED]);
+    ck_assert_msg(cl->req_err_at_disc == N, "%llu of %d requests flushed before DISCONNECTED",
+                  (unsigned long long)cl->req_err_at_disc, N);
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(t[i].state == T_ERR && t[i].err == -PX_EFLUSHED,
+                      "request %d: state %d reason %s, want -PX_EFLUSHED", i, t[i].state,
+                      px_errname(t[i].err));
+    client_free(cl);
+    tmsgs_free(t, N);
+
+    /* The server let go of the session and everything it held. */
+    cl = client_new(sv.uri, NULL);
+    uint64_t dl = now_ms() + 5000;
+    struct conf_stats st;
+    for (get_stats(cl, &st); st.sessions != 1 || st.held != 0; get_stats(cl, &st)) {
+        ck_assert_msg(now_ms() < dl, "server still has %llu sessions, %llu held requests",
+                      (unsigned long long)st.sessions, (unsigned long long)st.held);
+        run_for(cl, 50);
+    }
+    ck_assert_uint_eq(st.anomalies, 0);
+    client_free(cl);
+    server_stop(&sv);
+}
+END_TEST
+
 static void add_case(Suite *s, const char *name, const TTest *fn, int timeout)
 {
     TCase *tc = tcase_create(name);
@@ -1484,6 +1644,8 @@ int main(int argc, char **argv)
     Suite *s = suite_create("conformance");
     add_case(s, "connect_accept", connect_accept, 30);
     add_case(s, "reject_with_reason_and_data", reject_with_reason_and_data, 30);
+    add_case(s, "private_data_limits", private_data_limits, 30);
+    add_case(s, "redirect", redirect, 30);
     add_case(s, "echo_100k", echo_100k, 180);
     add_case(s, "fifo_order", fifo_order, 120);
     add_case(s, "inflight_1000", inflight_1000, 60);
@@ -1493,6 +1655,8 @@ int main(int argc, char **argv)
     add_case(s, "oneway_receipts", oneway_receipts, 60);
     add_case(s, "cancel", cancel, 30);
     add_case(s, "graceful_teardown", graceful_teardown, 30);
+    add_case(s, "abrupt_disconnect", abrupt_disconnect, 30);
+    add_case(s, "assign_data_in_buf", assign_data_in_buf, 60);
     add_case(s, "server_killed", server_killed, 60);
     add_case(s, "client_killed", client_killed, 60);
     add_case(s, "bad_frames", bad_frames, 60);

@@ -27,6 +27,7 @@ stop_server() {
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
         server_pid=
+        sed 's/^/  server: /' "$out"
     fi
 }
 trap 'stop_server; rm -f "$out"' EXIT INT TERM
