@@ -1,0 +1,23 @@
+#!/bin/bash
+# test.sh — set up, then every test: the suite in a normal -Werror build,
+# again under AddressSanitizer + UndefinedBehaviorSanitizer, and short
+# libFuzzer runs of every decoder. Fails on the first failure.
+set -euo pipefail
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+root=${PX_TEST_DIR:-$src/build-test}
+jobs=$(nproc)
+
+"$src/scripts/setup.sh" "$root/release"
+echo "== tests (release build)"
+ctest --test-dir "$root/release" --output-on-failure -j"$jobs" --timeout 600
+
+echo "== tests under ASan + UBSan"
+"$src/scripts/setup.sh" "$root/asan" -DCMAKE_BUILD_TYPE=Debug -DPX_SANITIZE=address,undefined \
+    -DPX_BUILD_TOOLS=ON
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$root/asan" --output-on-failure -j"$jobs" --timeout 900
+
+echo "== fuzz targets (short bounded runs, clang)"
+CC=clang "$src/scripts/setup.sh" "$root/fuzz" -DPX_BUILD_FUZZ=ON -DPX_BUILD_TOOLS=OFF
+ctest --test-dir "$root/fuzz" --output-on-failure -R '^fuzz_.*_short$' --timeout 300
