@@ -80,6 +80,8 @@ int px_connect(px_session *s, px_ctx *ctx, px_conn **out)
         return -PX_ECLOSED;
     if (s->state == SS_REJECTED)
         return -PX_EREJECTED;
+    if (ctx != s->ctx)
+        return -PX_ENOSYS; /* a session spanning threads is not built yet */
     px_conn *c;
     int rc = conn_create(s, ctx, 1, &c);
     if (rc < 0)

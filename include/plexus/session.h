@@ -176,7 +176,10 @@ int px_session_create(px_ctx *ctx, const px_session_params *params, px_session *
  * be sent on it at once; they are queued until it is established.
  * PX_EV_CONN_ESTABLISHED (and, the first time, PX_EV_SESSION_ESTABLISHED)
  * follow, or PX_EV_SESSION_REJECTED / PX_EV_CONN_DISCONNECTED. Returns 0 and
- * *out; -PX_ECLOSED for a closing session; -PX_ENOMEM. Thread of `ctx`. */
+ * *out; -PX_ECLOSED for a closing session; -PX_EREJECTED after a reject;
+ * -PX_ENOMEM. Thread of `ctx`. Not available yet: a `ctx` other than the
+ * session's own (one session spread over several threads) returns
+ * -PX_ENOSYS; use one session per context meanwhile. */
 int px_connect(px_session *s, px_ctx *ctx, px_conn **out);
 
 /* Server side: decide a session offered to on_new_session. portals: URIs of
@@ -260,9 +263,12 @@ int px_release_response(px_msg *req);
  * requester). Returns 0; -PX_EINVAL. */
 int px_release_msg(px_msg *msg);
 
-/* Cancel an outstanding request: it completes at once with on_msg_error
- * -PX_ECANCELED (a response that arrives later is discarded). Returns 0;
- * -PX_EALREADY when it completed already; -PX_EINVAL. */
+/* Cancel an outstanding request: on_msg_error -PX_ECANCELED follows from
+ * the loop (never inside this call), and no response will be delivered (a
+ * late one is discarded). The peer is not told; its slot on this connection
+ * stays taken until the late response arrives or the connection ends.
+ * Returns 0; -PX_EALREADY when it completed (or was canceled) already;
+ * -PX_EINVAL for a message that is not an outstanding request. */
 int px_cancel(px_msg *req);
 
 #ifdef __cplusplus
