@@ -1,0 +1,350 @@
+/* Receive: a per-conn power-of-two ring filled with readv (two iovecs
+ * across the wrap), frames parsed in place.
+ *
+ * - A frame whose data_len is at most inline_threshold ("small") is handed
+ *   up pointing into the ring; if it straddles the wrap it is first copied
+ *   to the conn's scratch buffer. The ring is at least twice the largest
+ *   small frame, so a full ring always holds a complete frame.
+ * - A larger frame: once its prefix (header, ext, app header) is in, the
+ *   prefix is copied to scratch and RX_ASSIGN asks the owner for a
+ *   destination. The data bytes already in the ring are copied there and
+ *   the rest is read straight into it, with the ring appended as the last
+ *   iovecs of each readv so the frames behind it arrive in the same call.
+ *   If the owner declines, a frame fully and contiguously in the ring is
+ *   delivered in place; otherwise a buffer of our own receives it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "core/log.h"
+#include "plexus/error.h"
+#include "transports/tcp/tcp.h"
+
+static uint32_t ring_size(const tcp_conn *c)
+{
+    return c->ring_mask + 1;
+}
+
+static void ring_copy_out(const tcp_conn *c, uint64_t pos, void *dst, size_t len)
+{
+    uint32_t off = (uint32_t)(pos & c->ring_mask);
+    size_t first = ring_size(c) - off;
+    if (first > len)
+        first = len;
+    memcpy(dst, c->ring + off, first);
+    memcpy((uint8_t *)dst + first, c->ring, len - first);
+}
+
+static uint32_t le16(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+static uint32_t le32(const uint8_t *p)
+{
+    return le16(p) | le16(p + 2) << 16;
+}
+
+/* How many complete small frames start at `pos` (at most 255). Reads only
+ * the raw length fields: it is a hint for `more`, and a malformed header
+ * merely stops the count - px_frame_decode() judges it when its turn comes. */
+static uint32_t count_complete(const tcp_conn *c, uint64_t pos)
+{
+    uint32_t n = 0;
+    uint8_t h[PX_FRAME_HDR_LEN];
+    while (n < 255 && c->wr - pos >= PX_FRAME_HDR_LEN) {
+        ring_copy_out(c, pos, h, sizeof h);
+        uint64_t data = le32(h + 12);
+        if (data > c->tp->host.inline_threshold)
+            break;
+        uint64_t total = PX_FRAME_HDR_LEN + le16(h + 28) + le16(h + 6) + data;
+        if (c->wr - pos < total)
+            break;
+        pos += total;
+        n++;
+    }
+    return n;
+}
+
+/* `more` for the frame that ends at `end`: a lower bound on the complete
+ * frames behind it, counted once per batch and then counted down. */
+static uint32_t more_after(tcp_conn *c, uint64_t end)
+{
+    if (c->more_left)
+        c->more_left--;
+    else
+        c->more_left = count_complete(c, end);
+    return c->more_left;
+}
+
+/* Hand up a frame that is entirely in the ring at c->rd. */
+static int deliver_in_place(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix, void *cookie)
+{
+    uint64_t total = prefix + h->data_len;
+    uint32_t off = (uint32_t)(c->rd & c->ring_mask);
+    const uint8_t *base = c->ring + off;
+    if (off + total > ring_size(c)) {
+        ring_copy_out(c, c->rd, c->scratch, total); /* small: fits in scratch */
+        base = c->scratch;
+        c->n_straddled++;
+    }
+    /* Consumed before the upcall: nothing refills the ring until it returns. */
+    c->rd += total;
+    px_tp_rx rx = {
+        .hdr = *h,
+        .app_hdr = base + PX_FRAME_HDR_LEN + h->ext_len,
+        .data = base + prefix,
+        .more = more_after(c, c->rd),
+        .owner_cookie = cookie,
+    };
+    return tcp_upcall(c, PX_TP_EV_FRAME, &rx, NULL);
+}
+
+/* Copy `len` bytes from src (or, with src NULL, account bytes readv already
+ * put there) into the destination at the cursor. */
+static void dst_consume(tcp_conn *c, const uint8_t *src, size_t len)
+{
+    c->rx_left -= len;
+    while (len) {
+        px_iov *d = &c->rx.dst[c->dst_idx];
+        size_t room = d->len - c->dst_off;
+        if (room == 0) {
+            c->dst_idx++;
+            c->dst_off = 0;
+            continue;
+        }
+        size_t k = room < len ? room : len;
+        if (src) {
+            memcpy((uint8_t *)d->base + c->dst_off, src, k);
+            src += k;
+        }
+        c->dst_off += k;
+        len -= k;
+    }
+}
+
+/* Never trust the owner's buffer: a short one would be overrun. */
+static int dst_covers(const px_tp_rx *rx)
+{
+    if (!rx->dst || rx->dst_count == 0)
+        return 0;
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < rx->dst_count; i++) {
+        if (rx->dst[i].len && !rx->dst[i].base)
+            return 0;
+        sum += rx->dst[i].len;
+    }
+    return sum >= rx->hdr.data_len;
+}
+
+static int rx_finish_large(tcp_conn *c)
+{
+    px_tp_rx rx = c->rx;
+    if (c->rx_mode == RX_OWN) {
+        rx.data = c->own;
+        rx.dst = NULL;
+        rx.dst_count = 0;
+    }
+    c->rx_mode = RX_RING;
+    c->more_left = 0;
+    rx.more = more_after(c, c->rd);
+    if (tcp_upcall(c, PX_TP_EV_FRAME, &rx, NULL) < 0)
+        return -1;
+    /* Keep a modest fallback buffer for next time; give back a huge one. */
+    if (c->own_cap > TCP_OWN_KEEP) {
+        free(c->own);
+        c->own = NULL;
+        c->own_cap = 0;
+    }
+    return 0;
+}
+
+static int own_reserve(tcp_conn *c, size_t len)
+{
+    if (c->own_cap >= len)
+        return 0;
+    free(c->own);
+    c->own = malloc(len);
+    c->own_cap = c->own ? len : 0;
+    return c->own ? 0 : -1;
+}
+
+static int rx_begin_large(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix)
+{
+    /* The prefix moves to scratch so the ring can be drained into dst while
+     * app_hdr stays valid until FRAME. */
+    ring_copy_out(c, c->rd, c->scratch, prefix);
+    c->rx = (px_tp_rx){.hdr = *h, .app_hdr = c->scratch + PX_FRAME_HDR_LEN + h->ext_len};
+    c->more_left = 0;
+    int declined;
+    if (tcp_upcall(c, PX_TP_EV_RX_ASSIGN, &c->rx, &declined) < 0)
+        return -1;
+    if (!declined) {
+        if (!dst_covers(&c->rx)) {
+            PX_LOGE("tcp: RX_ASSIGN gave a buffer shorter than %u bytes", h->data_len);
+            return tcp_fail(c, -PX_ESHORTBUF);
+        }
+        c->rx_mode = RX_DIRECT;
+    } else {
+        uint64_t total = prefix + h->data_len;
+        uint32_t off = (uint32_t)(c->rd & c->ring_mask);
+        if (c->wr - c->rd >= total && off + total <= ring_size(c))
+            return deliver_in_place(c, h, prefix, c->rx.owner_cookie);
+        if (own_reserve(c, h->data_len) < 0)
+            return tcp_fail(c, -PX_ENOMEM);
+        c->own_iov = (px_iov){.base = c->own, .len = h->data_len};
+        c->rx.dst = &c->own_iov;
+        c->rx.dst_count = 1;
+        c->rx_mode = RX_OWN;
+    }
+    c->rd += prefix;
+    c->dst_idx = 0;
+    c->dst_off = 0;
+    c->rx_left = h->data_len;
+    uint64_t have = c->wr - c->rd;
+    if (have > c->rx_left)
+        have = c->rx_left;
+    uint32_t off = (uint32_t)(c->rd & c->ring_mask);
+    uint64_t first = ring_size(c) - off < have ? ring_size(c) - off : have;
+    dst_consume(c, c->ring + off, first);
+    dst_consume(c, c->ring, have - first);
+    c->rd += have;
+    return c->rx_left ? 0 : rx_finish_large(c);
+}
+
+/* Deliver every complete frame in the ring; start a large one. */
+static int parse(tcp_conn *c)
+{
+    const px_tp_host *host = &c->tp->host;
+    while (c->rx_mode == RX_RING && c->wr - c->rd >= PX_FRAME_HDR_LEN) {
+        uint64_t avail = c->wr - c->rd;
+        uint32_t off = (uint32_t)(c->rd & c->ring_mask);
+        uint8_t tmp[PX_FRAME_HDR_LEN];
+        const uint8_t *p = c->ring + off;
+        if (off + PX_FRAME_HDR_LEN > ring_size(c)) {
+            ring_copy_out(c, c->rd, tmp, sizeof tmp);
+            p = tmp;
+        }
+        px_frame_hdr h;
+        int rc = px_frame_decode(p, PX_FRAME_HDR_LEN, &host->limits, &h);
+        if (rc)
+            return tcp_fail(c, rc);
+        uint64_t prefix = (uint64_t)PX_FRAME_HDR_LEN + h.ext_len + h.hdr_len;
+        if (h.data_len > host->inline_threshold) {
+            if (avail < prefix)
+                break;
+            if (rx_begin_large(c, &h, prefix) < 0)
+                return -1;
+        } else {
+            if (avail < prefix + h.data_len)
+                break;
+            if (deliver_in_place(c, &h, prefix, NULL) < 0)
+                return -1;
+        }
+    }
+    /* An empty ring restarts at offset 0, so the next frames rarely wrap. */
+    if (c->rd == c->wr)
+        c->rd = c->wr = 0;
+    return 0;
+}
+
+static int ring_iov(const tcp_conn *c, struct iovec *iov, size_t *want)
+{
+    uint64_t room = ring_size(c) - (c->wr - c->rd);
+    if (room == 0)
+        return 0;
+    uint32_t w = (uint32_t)(c->wr & c->ring_mask);
+    uint64_t first = ring_size(c) - w < room ? ring_size(c) - w : room;
+    iov[0] = (struct iovec){c->ring + w, first};
+    *want += room;
+    if (room == first)
+        return 1;
+    iov[1] = (struct iovec){c->ring, room - first};
+    return 2;
+}
+
+/* The unfilled part of the large frame's destination, up to TCP_RX_IOV
+ * segments. */
+static int dst_iov(const tcp_conn *c, struct iovec *iov, size_t *want)
+{
+    int cnt = 0;
+    uint64_t left = c->rx_left;
+    size_t off = c->dst_off;
+    for (uint32_t i = c->dst_idx; i < c->rx.dst_count && left && cnt < TCP_RX_IOV; i++) {
+        size_t len = c->rx.dst[i].len - off;
+        if (len > left)
+            len = left;
+        if (len)
+            iov[cnt++] = (struct iovec){(uint8_t *)c->rx.dst[i].base + off, len};
+        left -= len;
+        *want += len;
+        off = 0;
+    }
+    return cnt;
+}
+
+static int on_bytes(tcp_conn *c, size_t n)
+{
+    c->idle_polls = 0;
+    if (px_list_unlinked(&c->hot_link))
+        px_list_push_back(&c->tp->hot, &c->hot_link);
+    if (c->rx_mode != RX_RING) {
+        size_t d = n < c->rx_left ? n : (size_t)c->rx_left;
+        dst_consume(c, NULL, d);
+        n -= d;
+        c->wr += n; /* whatever followed the frame landed in the ring */
+        if (c->rx_left == 0 && rx_finish_large(c) < 0)
+            return -1;
+    } else {
+        c->wr += n;
+    }
+    return parse(c);
+}
+
+static int read_burst(tcp_conn *c)
+{
+    for (int i = 0; i < TCP_READS_BURST; i++) {
+        struct iovec iov[TCP_RX_IOV + 2];
+        size_t want = 0;
+        int cnt = c->rx_mode != RX_RING ? dst_iov(c, iov, &want) : 0;
+        cnt += ring_iov(c, iov + cnt, &want);
+        if (cnt == 0)
+            return tcp_fail(c, -PX_EMSGSIZE); /* cannot happen: see the ring sizing */
+        ssize_t n = readv(c->fd, iov, cnt);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return tcp_disconnect(c, tcp_err(errno));
+        }
+        if (n == 0) {
+            /* EOF between frames is a clean close; inside one, data is lost. */
+            int mid = c->rx_mode != RX_RING || c->wr != c->rd;
+            return tcp_disconnect(c, mid ? -PX_ECONNRESET : -PX_EDISCONNECTED);
+        }
+        if (on_bytes(c, (size_t)n) < 0)
+            return -1;
+        /* A short read drained the socket: skip the EAGAIN round trip. */
+        if ((size_t)n < want)
+            return 0;
+    }
+    return 0;
+}
+
+int tcp_rx_read(tcp_conn *c)
+{
+    c->in_rx = 1;
+    if (read_burst(c) < 0)
+        return -1; /* closed, maybe freed: hands off */
+    c->in_rx = 0;
+    return 0;
+}
+
+void tcp_rx_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    tcp_conn *c = PX_CONTAINER_OF(w, tcp_conn, rio);
+    if (!c->in_rx)
+        tcp_rx_read(c);
+}

@@ -1,0 +1,237 @@
+/* Send: a per-conn FIFO of the caller's px_tp_send requests (linked through
+ * tp_next, so queueing never allocates), flushed once per loop iteration by
+ * the instance's prepare hook. One flush gathers every queued frame - wire
+ * header, app header, data segments - into one sendmsg straight from the
+ * caller's memory (message combining), resuming partial writes through
+ * tp_done. Write interest is armed only when the socket is full. */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/log.h"
+#include "plexus/error.h"
+#include "transports/tcp/tcp.h"
+
+static uint64_t frame_bytes(const px_tp_send *s)
+{
+    return px_frame_len(&s->hdr);
+}
+
+/* Append [base, base+len) minus the first *skip bytes. Returns 0 when iov
+ * is full. */
+static int add_seg(struct iovec *iov, int *cnt, size_t *want, const void *base, size_t len,
+                   uint64_t *skip)
+{
+    if (*skip >= len) {
+        *skip -= len;
+        return 1;
+    }
+    if (*cnt == TCP_TX_IOV)
+        return 0;
+    iov[*cnt].iov_base = (char *)base + *skip;
+    iov[*cnt].iov_len = len - *skip;
+    *want += len - *skip;
+    *skip = 0;
+    (*cnt)++;
+    return 1;
+}
+
+/* Fill iov from the head of the queue on. A frame may be cut short when
+ * iov fills; the rest goes in the next sendmsg. */
+static int gather(tcp_conn *c, struct iovec *iov, size_t *want)
+{
+    int cnt = 0;
+    *want = 0;
+    for (px_tp_send *s = c->txq; s && cnt < TCP_TX_IOV; s = s->tp_next) {
+        uint64_t skip = s->tp_done;
+        if (!add_seg(iov, &cnt, want, s->tp_wire, PX_FRAME_HDR_LEN, &skip))
+            break;
+        if (s->hdr.hdr_len && !add_seg(iov, &cnt, want, s->app_hdr, s->hdr.hdr_len, &skip))
+            break;
+        for (uint32_t i = 0; i < s->data_count; i++)
+            if (s->data[i].len && !add_seg(iov, &cnt, want, s->data[i].base, s->data[i].len, &skip))
+                return cnt;
+    }
+    return cnt;
+}
+
+/* Move frames covered by `n` written bytes to the done list. */
+static void advance(tcp_conn *c, size_t n)
+{
+    while (c->txq) {
+        px_tp_send *s = c->txq;
+        uint64_t left = frame_bytes(s) - s->tp_done;
+        if (n < left) {
+            s->tp_done += n;
+            return;
+        }
+        n -= left;
+        s->tp_done += left;
+        c->txq = s->tp_next;
+        if (!c->txq)
+            c->txq_tail = NULL;
+        s->tp_next = NULL;
+        s->status = 0;
+        if (c->done_tail)
+            c->done_tail->tp_next = s;
+        else
+            c->done = s;
+        c->done_tail = s;
+    }
+}
+
+/* SEND_COMPLETE for written frames, in order. The owner may send (appends
+ * to txq) or close from inside. */
+static int complete_done(tcp_conn *c)
+{
+    while (c->done) {
+        px_tp_send *s = c->done;
+        c->done = s->tp_next;
+        if (!c->done)
+            c->done_tail = NULL;
+        s->tp_next = NULL;
+        if (tcp_upcall(c, PX_TP_EV_SEND_COMPLETE, s, NULL) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int tcp_tx_fail_all(tcp_conn *c, int status)
+{
+    if (complete_done(c) < 0)
+        return -1;
+    while (c->txq) {
+        px_tp_send *s = c->txq;
+        c->txq = s->tp_next;
+        if (!c->txq)
+            c->txq_tail = NULL;
+        s->tp_next = NULL;
+        s->status = status;
+        if (tcp_upcall(c, PX_TP_EV_SEND_COMPLETE, s, NULL) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* close(): the conn is already marked closed, so tcp_upcall() would stop
+ * after one event; the caller holds in_upcall so nothing frees it. */
+void tcp_tx_drain_closed(tcp_conn *c)
+{
+    while (c->done || c->txq) {
+        px_tp_send *s = c->done ? c->done : c->txq;
+        if (s == c->done) {
+            c->done = s->tp_next;
+            if (!c->done)
+                c->done_tail = NULL;
+        } else {
+            c->txq = s->tp_next;
+            if (!c->txq)
+                c->txq_tail = NULL;
+            s->status = -PX_ECLOSED;
+        }
+        s->tp_next = NULL;
+        c->tp->nevents++;
+        c->base.obs.notify(c->base.obs.self, PX_TP_EV_SEND_COMPLETE, s);
+    }
+}
+
+static void want_write(tcp_conn *c)
+{
+    if (!ev_is_active(&c->wio))
+        ev_io_start(c->tp->host.loop, &c->wio);
+}
+
+int tcp_tx_flush(tcp_conn *c)
+{
+    struct iovec iov[TCP_TX_IOV];
+    while (c->txq) {
+        size_t want;
+        int cnt = gather(c, iov, &want);
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+        /* sendmsg, not writev: MSG_NOSIGNAL keeps SIGPIPE away. */
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                want_write(c);
+                break;
+            }
+            return tcp_disconnect(c, errno == EPIPE ? -PX_ECONNRESET : tcp_err(errno));
+        }
+        advance(c, (size_t)n);
+        if ((size_t)n < want) {
+            /* A short write means the socket buffer is full: wait for room
+             * rather than spend a syscall on the EAGAIN. */
+            want_write(c);
+            break;
+        }
+    }
+    if (!c->txq && ev_is_active(&c->wio))
+        ev_io_stop(c->tp->host.loop, &c->wio);
+    return complete_done(c);
+}
+
+void tcp_tx_flush_dirty(tcp_tp *tp)
+{
+    px_list *n;
+    while ((n = px_list_pop_front(&tp->dirty))) {
+        tcp_conn *c = PX_CONTAINER_OF(n, tcp_conn, dirty_link);
+        if (c->state == TCP_OPEN && !ev_is_active(&c->wio))
+            tcp_tx_flush(c);
+    }
+}
+
+/* Refuse what the peer would refuse: a bad frame would cost the whole
+ * connection, a bad length would desynchronise the stream. */
+static int check_send(px_tp_send *req)
+{
+    if (req->hdr.hdr_len && !req->app_hdr)
+        return -PX_EINVAL;
+    if (req->data_count > TCP_MAX_IOV)
+        return -PX_ETOOMANY;
+    if (req->data_count && !req->data)
+        return -PX_EINVAL;
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < req->data_count; i++) {
+        if (req->data[i].len && !req->data[i].base)
+            return -PX_EINVAL;
+        sum += req->data[i].len;
+    }
+    if (sum != req->hdr.data_len)
+        return -PX_EINVAL;
+    /* The wire format is ours: version and extension length are set here. */
+    req->hdr.version = PX_WIRE_VERSION;
+    req->hdr.ext_len = 0;
+    px_frame_encode(&req->hdr, req->tp_wire);
+    static const px_frame_limits any = {.max_hdr = UINT16_MAX, .max_data = UINT32_MAX};
+    px_frame_hdr h;
+    return px_frame_decode(req->tp_wire, PX_FRAME_HDR_LEN, &any, &h) ? -PX_EINVAL : 0;
+}
+
+int tcp_tx_send(px_tp_conn *pc, px_tp_send *req)
+{
+    tcp_conn *c = (tcp_conn *)pc;
+    if (c->closed)
+        return -PX_ECLOSED;
+    if (c->state == TCP_PENDING)
+        return -PX_ENOTCONN;
+    if (c->state == TCP_DEAD)
+        return -PX_EDISCONNECTED;
+    int rc = check_send(req);
+    if (rc)
+        return rc;
+    req->tp_next = NULL;
+    req->tp_done = 0;
+    req->status = 0;
+    if (c->txq_tail)
+        c->txq_tail->tp_next = req;
+    else
+        c->txq = req;
+    c->txq_tail = req;
+    /* Flushed by the prepare hook; a connecting conn flushes once open, a
+     * blocked one when its write watcher fires. */
+    if (c->state == TCP_OPEN && !ev_is_active(&c->wio))
+        tcp_mark_dirty(c);
+    return 0;
+}
