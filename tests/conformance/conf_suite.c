@@ -1492,6 +1492,13 @@ START_TEST(private_data_limits)
     memset(priv, 'p', 4097);
     priv[4096] = '\0';
     server_start(&sv);
+    client_open(&cl, sv.uri, NULL, NULL); /* none at all: NULL, 0 */
+    client_wait_up(&cl);
+    ck_assert_msg(cl.data_len == 8 && memcmp(cl.data, "welcome:", 8) == 0,
+                  "accept data for a session without private data: '%.*s'", (int)cl.data_len,
+                  cl.data);
+    client_close(&cl);
+
     client_open(&cl, sv.uri, NULL, priv); /* 4096 bytes: the limit */
     client_wait_up(&cl);
     ck_assert_msg(cl.data_len == 4096 && memcmp(cl.data, "welcome:", 8) == 0 &&
