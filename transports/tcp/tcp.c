@@ -358,7 +358,8 @@ static int unix_stale(const char *path)
     struct stat st;
     if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
         return 0;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking: a live server with a full backlog must not stall us. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return 0;
     struct sockaddr_un un = {.sun_family = AF_UNIX};
