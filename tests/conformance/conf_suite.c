@@ -1264,13 +1264,14 @@ START_TEST(server_killed)
     uint64_t ok0 = cl->n_ok;
     /* More than the queue takes, and one-way messages, right at the kill. */
     for (int i = HELD; i < HELD + EXTRA; i++) {
-        tmsg_prep(&t[i], CONF_HOLD, i, 5000, 1, 0);
+        tmsg_prep(&t[i], CONF_HOLD, i, i < HELD + 4 ? 8 * MIB : 5000, 1, 0);
         send_req_ok(cl, &t[i]);
     }
     for (int i = HELD + EXTRA; i < HELD + EXTRA + ONEWAY; i++) {
         tmsg_prep(&t[i], CONF_SEQ, i, 5000, 1, 0);
         ck_assert_int_eq(send_oneway(cl, &t[i], i % 2 ? PX_MSG_RECEIPT : 0), 0);
     }
+    run_for(cl, 3); /* the kill lands mid-transfer of the large ones */
     server_kill(&sv);
     RUN_UNTIL(cl, cl->ev[PX_EV_CONN_DISCONNECTED], 10000);
     ck_assert_msg(cl->req_err_at_disc == HELD + EXTRA,
@@ -1305,6 +1306,14 @@ static void killed_client_child(const char *uri, int ready_fd)
             _exit(3);
     }
     wait_server_held(&cl, 1000);
+    /* Die in the middle of sending large requests. */
+    for (int i = 0; i < 2; i++) {
+        struct tmsg *big = calloc(1, sizeof(*big));
+        tmsg_prep(big, CONF_ECHO, i, 16 * MIB, 1, 0);
+        if (send_req(&cl, big) != 0)
+            _exit(5);
+    }
+    px_ctx_run_timeout(cl.ctx, 2);
     if (write(ready_fd, "r", 1) != 1)
         _exit(4);
     for (;;)
