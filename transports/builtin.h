@@ -8,5 +8,7 @@
 
 /* tcp:// and unix:// (transports/tcp/). */
 extern const px_transport px_tcp_transport;
+/* shm:// (transports/shm/). */
+extern const px_transport px_shm_transport;
 
 #endif

@@ -75,6 +75,9 @@ static void register_builtins(void)
     int rc = px_transport_register(&px_tcp_transport);
     if (rc)
         PX_LOGE("registering the built-in tcp transport failed: %d", rc);
+    rc = px_transport_register(&px_shm_transport);
+    if (rc)
+        PX_LOGE("registering the built-in shm transport failed: %d", rc);
 }
 
 static const px_transport *find_registered(const char *scheme)

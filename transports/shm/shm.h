@@ -1,0 +1,249 @@
+/* The shared-memory transport (shm://name): internal interface between its
+ * files.
+ *
+ *   shm.c       the ops table, the instance, listen/connect/accept/close,
+ *               upcalls, the loop hooks (deferred events, sleep arming) and
+ *               poll()
+ *   shm_ring.c  the SPSC record ring
+ *   shm_rdv.c   the rendezvous: abstract unix socket, SCM_RIGHTS, SO_PEERCRED,
+ *               the segment (memfd) and eventfds, the CMA probe
+ *   shm_tx.c    send(): frames written into the ring, the send queue, wake-ups
+ *   shm_rx.c    draining the ring: in-place delivery, RX_ASSIGN
+ *   shm_bulk.c  large frames: CMA (process_vm_readv) and the chunked fallback
+ *
+ * Re-entrancy rule (as in tcp): every upcall goes through shm_upcall(),
+ * which keeps an in_upcall depth on the conn. close() from inside an upcall
+ * only marks the conn closed; the outermost shm_upcall() frees it. A
+ * function that made an upcall and got -1 back must return at once without
+ * touching the conn.
+ *
+ * Wake-up protocol (per ring, Dekker-style, both sides with a full fence):
+ *   consumer going to sleep: cons_sleep = 1; fence; re-read head.
+ *   producer after publishing: fence; if exchange(cons_sleep, 0) write the
+ *   consumer's eventfd.
+ *   producer out of room (or waiting for CMA acks): prod_wait = 1; fence;
+ *   re-read tail/acked. consumer after releasing: fence; if
+ *   exchange(prod_wait, 0) write the producer's eventfd.
+ * So no syscall is made while both sides are awake.
+ */
+#ifndef PX_TRANSPORTS_SHM_SHM_H
+#define PX_TRANSPORTS_SHM_SHM_H
+
+#include <ev.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/list.h"
+#include "plexus/transport.h"
+#include "transports/shm/shm_ring.h"
+
+#define SHM_NAME_MAX    80u          /* shm://name length (abstract socket path limit) */
+#define SHM_RING_MIN    (256u << 10) /* per direction; fits any frame prefix in half */
+#define SHM_RING_DEF    (256u << 10)
+#define SHM_RING_MAX    (64u << 20)
+#define SHM_SEG_HDR     4096u       /* segment header + both control blocks */
+#define SHM_MAX_IOV     1024u       /* data segments per send (caps) */
+#define SHM_CMA_MAX_SEG 63u         /* (addr, len) pairs in a CMA descriptor */
+#define SHM_RX_BATCH    64          /* records per drain before other conns get a turn */
+#define SHM_HOT_IDLE    64          /* empty poll() passes before a conn cools */
+#define SHM_OWN_KEEP    (1u << 20)  /* fallback rx buffer kept up to this size */
+#define SHM_HS_TIMEOUT  10.0        /* seconds for a client to complete the rendezvous */
+#define SHM_MAGIC       0x6d687370u /* "pshm" */
+#define SHM_VERSION     1u
+
+/* Options from the URI query (listener's for accepted conns, client's for
+ * its own). Value type. */
+typedef struct shm_opts {
+    int allow_any;   /* ?allow_uid=any */
+    uid_t allow_uid; /* ?allow_uid=<uid>: also accepted (besides our own uid) */
+    int has_allow_uid;
+    int cma;            /* ?cma=0 (or PX_SHM_CMA=0): never use CMA, either way */
+    uint32_t ring_size; /* ?ring=<bytes>: client only, power of two */
+    uint32_t spin_us;   /* ?spin_us=<n>: spin before sleeping in the loop */
+} shm_opts;
+
+/* Transfer counters for one conn or the instance (sums of closed conns). */
+typedef struct shm_stats {
+    uint64_t tx_inline, tx_cma, tx_chunked;
+    uint64_t rx_inline, rx_cma, rx_chunked;
+    uint64_t wakes_sent; /* eventfd writes */
+} shm_stats;
+
+/* One instance per context. Owned by the context (init/fini); the conns and
+ * listeners it lists are owned by their users until close. */
+typedef struct shm_tp {
+    px_tp_host host;   /* a copy: the context's may move */
+    ev_prepare prep;   /* deferred events, flushes, sleep arming: once per iteration */
+    ev_idle idle;      /* keeps the loop from blocking while we have work */
+    px_list deferred;  /* conns with CONNECTED/DISCONNECTED to deliver */
+    px_list work;      /* conns with sends to complete or flush */
+    px_list hot;       /* conns awake: rings checked without a wake-up */
+    px_list conns;     /* every conn not yet freed */
+    px_list listeners; /* every listener not yet freed */
+    int in_progress;   /* shm_progress() is on the stack */
+    int polled;        /* poll() ran since the last prepare: the loop will not block */
+    uint32_t spin_us;  /* the largest spin_us of any conn */
+    uint64_t nevents;  /* upcalls made, for poll()'s return value */
+    shm_stats stats;
+} shm_tp;
+
+typedef enum shm_state {
+    SHM_HANDSHAKE,  /* server: waiting for the client's hello */
+    SHM_CONNECTING, /* client: waiting for the server's reply, or CONNECTED not yet delivered */
+    SHM_PENDING,    /* offered by a listener, waiting for accept()/reject() */
+    SHM_OPEN,
+    SHM_DEAD, /* DISCONNECTED delivered (or due); waiting for close() */
+} shm_state;
+
+typedef enum shm_rx_mode {
+    RX_RING,   /* parsing records */
+    RX_CHUNKS, /* receiving a chunked frame's data */
+} shm_rx_mode;
+
+struct shm_listener;
+
+/* One connection. Owned by the transport: created by connect() or by a
+ * listener, freed by close()/reject() (deferred to the outermost upcall).
+ * Owns the rendezvous socket, both eventfds and the mapping of the segment
+ * (the memfd itself is closed once mapped). Everything the data path needs
+ * is allocated here, so it allocates nothing (except a declined large
+ * frame's own buffer). */
+typedef struct shm_conn {
+    px_tp_conn base; /* first: the ops receive &base */
+    shm_tp *tp;
+    shm_state state;
+    unsigned in_upcall;
+    unsigned closed : 1;
+    unsigned in_rx : 1; /* shm_rx_drain() is on the stack */
+    unsigned is_server : 1;
+    unsigned cma_off : 1; /* forced off by either side's options */
+    int sock;             /* rendezvous socket: its EOF is the peer's death */
+    int efd_self;         /* we sleep on it */
+    int efd_peer;         /* we write it to wake the peer */
+    uint8_t *seg;         /* the shared mapping */
+    size_t seg_len;
+    shm_ring tx, rx;
+    ev_io sio, eio;
+    ev_timer hs_timer;
+    px_list link;      /* tp->conns */
+    px_list work_link; /* tp->work */
+    px_list defer_link;
+    px_list hot_link;
+    px_list lst_link; /* listener->pending while HANDSHAKE/PENDING */
+    struct shm_listener *lst;
+    int defer_ev, defer_reason;
+    unsigned idle_polls;
+    pid_t peer_pid;
+    uid_t peer_uid;
+    char name[SHM_NAME_MAX + 1];
+    shm_opts opts;
+
+    /* tx: the caller's requests, linked through tp_next */
+    px_tp_send *txq, *txq_tail;   /* not yet (fully) in the ring */
+    px_tp_send *done, *done_tail; /* in the ring; SEND_COMPLETE due (CMA: after the ack) */
+    uint64_t cma_sent;            /* CMA records written */
+    uint64_t cma_acked;           /* ... acknowledged (validated copy of rx.ctl->acked) */
+    uint32_t rx_pins;             /* queued sends whose memory lies in our rx ring: hold its tail */
+    unsigned cma_warned : 1;
+
+    /* rx */
+    shm_rx_mode rx_mode;
+    px_tp_rx rxf;     /* the large frame in progress */
+    uint32_t dst_idx; /* cursor into rx.dst */
+    size_t dst_off;
+    uint64_t rx_left;
+    unsigned dst_own : 1; /* the chunked frame lands in our own buffer */
+    px_iov own_iov;
+    uint8_t *own;
+    size_t own_cap;
+    uint8_t *scratch; /* a chunked frame's prefix, valid until its FRAME */
+    uint32_t more_left;
+    uint64_t cma_done; /* CMA records consumed: published as rx.ctl->acked */
+    shm_stats stats;
+} shm_conn;
+
+/* A bound name. Owned by the transport from listen() to listener_close(). */
+typedef struct shm_listener {
+    px_tp_listener base; /* first */
+    shm_tp *tp;
+    int fd;
+    unsigned in_upcall;
+    unsigned closed : 1;
+    ev_io io;
+    px_list link;    /* tp->listeners */
+    px_list pending; /* conns in handshake or offered, not yet accepted/rejected */
+    shm_opts opts;
+    char name[SHM_NAME_MAX + 1];
+} shm_listener;
+
+extern const px_transport px_shm_transport;
+
+/* shm.c */
+int shm_upcall(shm_conn *c, int ev, void *data, int *ret);
+/* The link is gone: stop, fail queued sends, deliver DISCONNECTED. Always -1. */
+int shm_disconnect(shm_conn *c, int reason);
+/* A protocol error: ERROR then DISCONNECTED. Always -1. */
+int shm_fail(shm_conn *c, int reason);
+/* The conn has sends to complete or flush: progress it from the loop. */
+void shm_mark_work(shm_conn *c);
+/* The conn is awake: check its rings until it goes back to sleep. */
+void shm_mark_hot(shm_conn *c);
+/* Write the peer's eventfd. */
+void shm_wake_peer(shm_conn *c);
+void shm_conn_opened(shm_conn *c); /* rendezvous done: start the data path */
+/* A protocol error found inside send(): ERROR and DISCONNECTED from the loop. */
+void shm_defer_fail(shm_conn *c, int reason);
+
+/* shm_rdv.c */
+int shm_opts_parse(const px_uri *uri, int listener, shm_opts *out);
+/* Is a peer with `uid` allowed by `o` for a process running as `self`? */
+int shm_uid_allowed(const shm_opts *o, uid_t self, uid_t uid);
+int shm_rdv_listen(const char *name, int *fd);
+/* Client: connect, create the segment, send the hello. */
+int shm_rdv_connect(shm_conn *c);
+/* Server: read and check the hello, map the segment. 1: done; 0: wait; <0: refuse. */
+int shm_rdv_server_hello(shm_conn *c);
+/* Server: send our reply (status 0 or a positive PX_E code). */
+int shm_rdv_server_reply(shm_conn *c, int status);
+/* Client: read the reply. 1: open; 0: wait; <0: failed. */
+int shm_rdv_client_reply(shm_conn *c);
+void shm_rdv_unmap(shm_conn *c);
+/* errno -> -PX_E... */
+int shm_err(int e);
+
+/* shm_tx.c */
+int shm_tx_send(px_tp_conn *pc, px_tp_send *req);
+/* Write what fits of the queue into the ring. -1 when the conn is gone. */
+int shm_tx_flush(shm_conn *c);
+/* SEND_COMPLETE for everything written (and acked); -1 when gone. */
+int shm_tx_complete(shm_conn *c);
+/* Complete written frames (status 0, CMA ones unacked: `status`), then
+ * queued ones with `status`. */
+int shm_tx_fail_all(shm_conn *c, int status);
+/* Is there tx work a wake-up could unblock (queue, unacked CMA)? */
+int shm_tx_waiting(const shm_conn *c);
+/* Ask the consumer to wake us; 1 when what we wait for came meanwhile. */
+int shm_tx_arm_wait(shm_conn *c);
+
+/* shm_rx.c */
+/* Deliver up to a batch of records. Returns records handled, -1 when gone. */
+int shm_rx_drain(shm_conn *c);
+/* The pinned sends have left: release the rx ring held for them. */
+void shm_rx_unpin(shm_conn *c);
+int shm_rx_dst_covers(const px_tp_rx *rx);
+void shm_rx_dst_copy(shm_conn *c, const uint8_t *src, size_t len);
+int shm_rx_own_reserve(shm_conn *c, size_t len);
+
+/* shm_bulk.c */
+/* Sender: write `req` (a large frame) as a CMA descriptor or as chunks.
+ * 1: fully in the ring; 0: partly (room ran out); <0 error. */
+int shm_bulk_write(shm_conn *c, px_tp_send *req);
+/* Receiver: a CMA record / a CHUNKED head / a CHUNK. 0, or -1 when gone. */
+int shm_bulk_rx_cma(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint32_t len);
+int shm_bulk_rx_chunked(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint32_t len);
+int shm_bulk_rx_chunk(shm_conn *c, const uint8_t *rec, uint32_t len);
+/* Can this side read the peer's memory? SHM_CMA_YES/NO. */
+int shm_cma_probe(pid_t pid, uint64_t addr);
+extern const uint64_t shm_cma_probe_word;
+
+#endif

@@ -1,0 +1,247 @@
+/* Receive: drain the rx ring a batch at a time, frames parsed and handed
+ * up in place.
+ *
+ * A FRAME record is delivered pointing into the ring; when its data is
+ * over inline_threshold the owner is first offered RX_ASSIGN and, if it
+ * gives a buffer, the data is copied there. The record is released (tail
+ * published) only after the FRAME upcall returns, and not even then while
+ * a send made from the upcall still waits in our queue pointing into the
+ * ring (rx_pins): the in-place contract holds until those sends are in the
+ * other ring. Large frames (CMA, chunked) are in shm_bulk.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "plexus/error.h"
+#include "transports/shm/shm.h"
+#include "transports/shm/shm_rx.h"
+
+/* Release consumed records unless pinned, and wake a producer waiting for
+ * room. */
+void shm_rx_release(shm_conn *c)
+{
+    if (c->rx_pins)
+        return;
+    shm_ring_release(&c->rx);
+}
+
+void shm_rx_wake_producer(shm_conn *c)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    uint32_t *f = &c->rx.ctl->prod_wait;
+    if (__atomic_load_n(f, __ATOMIC_RELAXED) && __atomic_exchange_n(f, 0, __ATOMIC_ACQ_REL))
+        shm_wake_peer(c);
+}
+
+void shm_rx_unpin(shm_conn *c)
+{
+    if (c->state != SHM_OPEN)
+        return;
+    shm_ring_release(&c->rx);
+    shm_rx_wake_producer(c);
+    shm_mark_hot(c);
+    shm_mark_work(c);
+}
+
+uint32_t shm_rx_more(shm_conn *c)
+{
+    if (c->more_left)
+        c->more_left--;
+    else
+        c->more_left = shm_ring_count_after(&c->rx, c->rx.pos, 255);
+    return c->more_left;
+}
+
+int shm_rx_dst_covers(const px_tp_rx *rx)
+{
+    if (!rx->dst || rx->dst_count == 0)
+        return 0;
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < rx->dst_count; i++) {
+        if (rx->dst[i].len && !rx->dst[i].base)
+            return 0;
+        sum += rx->dst[i].len;
+    }
+    return sum >= rx->hdr.data_len;
+}
+
+/* Copy `len` bytes into the destination at the cursor. */
+void shm_rx_dst_copy(shm_conn *c, const uint8_t *src, size_t len)
+{
+    c->rx_left -= len;
+    while (len) {
+        px_iov *d = &c->rxf.dst[c->dst_idx];
+        size_t room = d->len - c->dst_off;
+        if (room == 0) {
+            c->dst_idx++;
+            c->dst_off = 0;
+            continue;
+        }
+        size_t k = room < len ? room : len;
+        memcpy((uint8_t *)d->base + c->dst_off, src, k);
+        src += k;
+        c->dst_off += k;
+        len -= k;
+    }
+}
+
+int shm_rx_own_reserve(shm_conn *c, size_t len)
+{
+    if (c->own_cap < len) {
+        free(c->own);
+        c->own = malloc(len ? len : 1);
+        c->own_cap = c->own ? len : 0;
+        if (!c->own)
+            return -PX_ENOMEM;
+    }
+    c->own_iov = (px_iov){.base = c->own, .len = len};
+    return 0;
+}
+
+void shm_rx_own_trim(shm_conn *c)
+{
+    /* Keep a modest fallback buffer for next time; give back a huge one,
+     * unless a queued send still points into it. */
+    if (c->own_cap > SHM_OWN_KEEP && !c->rx_pins) {
+        free(c->own);
+        c->own = NULL;
+        c->own_cap = 0;
+    }
+}
+
+/* Ask the owner where a large frame's data goes. Sets c->rxf.dst (the
+ * owner's, or our own buffer when declined, with *own set). 0, or -1 when
+ * the conn is gone. */
+int shm_rx_assign(shm_conn *c, int *own)
+{
+    int declined;
+    if (shm_upcall(c, PX_TP_EV_RX_ASSIGN, &c->rxf, &declined) < 0)
+        return -1;
+    *own = declined != 0;
+    if (!declined) {
+        if (!shm_rx_dst_covers(&c->rxf)) {
+            PX_LOGE("shm: RX_ASSIGN gave a buffer shorter than %u bytes", c->rxf.hdr.data_len);
+            return shm_fail(c, -PX_ESHORTBUF);
+        }
+    } else {
+        if (shm_rx_own_reserve(c, c->rxf.hdr.data_len) < 0)
+            return shm_fail(c, -PX_ENOMEM);
+        c->rxf.dst = &c->own_iov;
+        c->rxf.dst_count = 1;
+    }
+    c->dst_idx = 0;
+    c->dst_off = 0;
+    c->rx_left = c->rxf.hdr.data_len;
+    return 0;
+}
+
+/* Deliver the frame in c->rx whose data is in its dst (own: our buffer). */
+int shm_rx_deliver_assigned(shm_conn *c, int own)
+{
+    px_tp_rx rx = c->rxf;
+    if (own) {
+        rx.data = c->own;
+        rx.dst = NULL;
+        rx.dst_count = 0;
+    } else {
+        rx.data = NULL;
+    }
+    rx.more = shm_rx_more(c);
+    if (shm_upcall(c, PX_TP_EV_FRAME, &rx, NULL) < 0)
+        return -1;
+    shm_rx_own_trim(c);
+    return 0;
+}
+
+/* A FRAME record: header, app header, data, all in the ring. */
+static int rx_frame(shm_conn *c, const px_frame_hdr *h, const uint8_t *p, uint32_t len)
+{
+    if (h->ext_len || len != PX_FRAME_HDR_LEN + (uint64_t)h->hdr_len + h->data_len)
+        return shm_fail(c, -PX_EPROTO);
+    const uint8_t *app = p + PX_FRAME_HDR_LEN, *data = app + h->hdr_len;
+    shm_ring_consume(&c->rx, len);
+    c->stats.rx_inline++;
+    c->rxf = (px_tp_rx){.hdr = *h, .app_hdr = app};
+    if (h->data_len > c->tp->host.inline_threshold) {
+        int declined;
+        if (shm_upcall(c, PX_TP_EV_RX_ASSIGN, &c->rxf, &declined) < 0)
+            return -1;
+        if (!declined) {
+            if (!shm_rx_dst_covers(&c->rxf)) {
+                PX_LOGE("shm: RX_ASSIGN gave a buffer shorter than %u bytes", h->data_len);
+                return shm_fail(c, -PX_ESHORTBUF);
+            }
+            c->dst_idx = 0;
+            c->dst_off = 0;
+            c->rx_left = h->data_len;
+            shm_rx_dst_copy(c, data, h->data_len);
+            if (shm_rx_deliver_assigned(c, 0) < 0)
+                return -1;
+            shm_rx_release(c);
+            return 0;
+        }
+    }
+    px_tp_rx rx = c->rxf;
+    rx.data = data;
+    rx.dst = NULL;
+    rx.dst_count = 0;
+    rx.more = shm_rx_more(c);
+    if (shm_upcall(c, PX_TP_EV_FRAME, &rx, NULL) < 0)
+        return -1;
+    shm_rx_release(c);
+    return 0;
+}
+
+static int rx_record(shm_conn *c, uint16_t kind, const uint8_t *p, uint32_t len)
+{
+    if (kind == SHM_REC_CHUNK)
+        return shm_bulk_rx_chunk(c, p, len);
+    if (c->rx_mode != RX_RING)
+        return shm_fail(c, -PX_EPROTO); /* a chunked frame was cut short */
+    px_frame_hdr h;
+    int rc = len < PX_FRAME_HDR_LEN ? -PX_EPROTO
+                                    : px_frame_decode(p, PX_FRAME_HDR_LEN, &c->tp->host.limits, &h);
+    if (rc)
+        return shm_fail(c, rc);
+    switch (kind) {
+    case SHM_REC_FRAME:
+        return rx_frame(c, &h, p, len);
+    case SHM_REC_CMA:
+        return shm_bulk_rx_cma(c, &h, p, len);
+    case SHM_REC_CHUNKED:
+        return shm_bulk_rx_chunked(c, &h, p, len);
+    default:
+        return shm_fail(c, -PX_EPROTO);
+    }
+}
+
+int shm_rx_drain(shm_conn *c)
+{
+    if (c->rx_pins || c->state != SHM_OPEN)
+        return 0;
+    c->in_rx = 1;
+    int n = 0;
+    while (n < SHM_RX_BATCH && !c->rx_pins) {
+        uint16_t kind;
+        const uint8_t *p;
+        uint32_t len;
+        int rc = shm_ring_peek(&c->rx, &kind, &p, &len);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            c->in_rx = 0;
+            return shm_fail(c, rc);
+        }
+        if (rx_record(c, kind, p, len) < 0)
+            return -1; /* gone: hands off */
+        n++;
+    }
+    c->in_rx = 0;
+    if (n) {
+        shm_rx_wake_producer(c);
+        if (n == SHM_RX_BATCH)
+            shm_mark_hot(c);
+    }
+    return n;
+}

@@ -1,0 +1,19 @@
+/* Send-side details shared by shm_tx.c and shm_bulk.c. */
+#ifndef PX_TRANSPORTS_SHM_SHM_TX_H
+#define PX_TRANSPORTS_SHM_SHM_TX_H
+
+#include "transports/shm/shm.h"
+
+/* tp_priv[0] bits */
+#define TX_MODE      0xffu
+#define TX_INLINE    1u
+#define TX_BULK      2u /* not decided yet between the two below */
+#define TX_CMA       3u
+#define TX_CHUNKED   4u
+#define TX_HEAD_DONE 0x100u /* chunked: the CHUNKED head record is written */
+#define TX_PINNED    0x200u /* counted in conn->rx_pins */
+
+/* Publish sealed records and wake the consumer if it sleeps. */
+void shm_tx_publish(shm_conn *c);
+
+#endif
