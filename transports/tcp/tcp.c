@@ -179,7 +179,7 @@ static tcp_conn *conn_new(tcp_tp *tp, int fd)
     if (!c)
         return NULL;
     c->ring = malloc(tp->ring_size);
-    c->scratch = malloc(tp->scratch_size);
+    c->scratch = malloc(2 * (size_t)tp->scratch_size);
     if (!c->ring || !c->scratch) {
         free(c->ring);
         free(c->scratch);

@@ -94,6 +94,11 @@ typedef struct tcp_conn {
     unsigned in_upcall; /* depth of upcalls of this conn on the stack */
     unsigned closed : 1;
     unsigned in_rx : 1; /* tcp_rx_read() is on the stack */
+    /* Frames were delivered in place since the last flush: sends made
+     * inside those upcalls may point into the ring or scratch, so before the
+     * next read this conn's queue leaves, or what of it points there is
+     * copied aside (see tcp_tx_unlend). */
+    unsigned rx_lent : 1;
     ev_io rio, wio;
     px_list link;       /* tp->conns */
     px_list dirty_link; /* tp->dirty */
@@ -113,8 +118,8 @@ typedef struct tcp_conn {
     /* rx */
     uint8_t *ring;
     uint32_t ring_mask;
-    uint64_t rd, wr; /* free-running positions; wr - rd bytes buffered */
-    uint8_t *scratch;
+    uint64_t rd, wr;    /* free-running positions; wr - rd bytes buffered */
+    uint8_t *scratch;   /* 2 x scratch_size: straddled frames, then a large frame's prefix */
     uint32_t more_left; /* frames known complete after the current one */
     tcp_rx_mode rx_mode;
     px_tp_rx rx;      /* the large frame in progress */
@@ -125,6 +130,7 @@ typedef struct tcp_conn {
     uint8_t *own;
     size_t own_cap;
     uint64_t n_straddled; /* frames copied to scratch across the wrap (stats, tests) */
+    uint64_t n_unlent;    /* queued frames copied out of receive memory (stats, tests) */
 } tcp_conn;
 
 /* A bound address. Owned by the transport from listen() to listener_close(). */
@@ -165,6 +171,9 @@ void tcp_rx_cb(struct ev_loop *loop, ev_io *w, int revents);
 /* Write queued frames with as few sendmsg calls as possible; arm the write
  * watcher if the socket fills. -1 when the conn is gone. */
 int tcp_tx_flush(tcp_conn *c);
+/* Copy queued frames that point into this conn's receive memory into
+ * buffers of their own. Returns 0; -PX_ENOMEM. */
+int tcp_tx_unlend(tcp_conn *c);
 /* Flush every dirty conn. */
 void tcp_tx_flush_dirty(tcp_tp *tp);
 /* Complete written frames (status 0), then queued ones with `status`. */

@@ -89,8 +89,9 @@ static int deliver_in_place(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix,
         base = c->scratch;
         c->n_straddled++;
     }
-    /* Consumed before the upcall: nothing refills the ring until it returns. */
+    /* Consumed before the upcall; lent until this conn's sends have left. */
     c->rd += total;
+    c->rx_lent = 1;
     px_tp_rx rx = {
         .hdr = *h,
         .app_hdr = base + PX_FRAME_HDR_LEN + h->ext_len,
@@ -174,8 +175,9 @@ static int rx_begin_large(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix)
 {
     /* The prefix moves to scratch so the ring can be drained into dst while
      * app_hdr stays valid until FRAME. */
-    ring_copy_out(c, c->rd, c->scratch, prefix);
-    c->rx = (px_tp_rx){.hdr = *h, .app_hdr = c->scratch + PX_FRAME_HDR_LEN + h->ext_len};
+    uint8_t *pre = c->scratch + c->tp->scratch_size; /* not the half a straddled frame may hold */
+    ring_copy_out(c, c->rd, pre, prefix);
+    c->rx = (px_tp_rx){.hdr = *h, .app_hdr = pre + PX_FRAME_HDR_LEN + h->ext_len};
     c->more_left = 0;
     int declined;
     if (tcp_upcall(c, PX_TP_EV_RX_ASSIGN, &c->rx, &declined) < 0)
@@ -302,9 +304,27 @@ static int on_bytes(tcp_conn *c, size_t n)
     return parse(c);
 }
 
+/* Before reading into bytes lent to the last upcalls, let the sends made in
+ * them leave; what the socket will not take now is copied aside, because
+ * waiting for it to drain could deadlock two peers that both wait. Returns
+ * 1 to read on, -1 when the conn failed or closed. */
+static int reclaim_lent(tcp_conn *c)
+{
+    if (!c->rx_lent)
+        return 1;
+    if (c->txq && tcp_tx_flush(c) < 0)
+        return -1;
+    if (c->txq && tcp_tx_unlend(c) < 0)
+        return tcp_fail(c, -PX_ENOMEM);
+    c->rx_lent = 0;
+    return 1;
+}
+
 static int read_burst(tcp_conn *c)
 {
     for (int i = 0; i < TCP_READS_BURST; i++) {
+        if (reclaim_lent(c) < 0)
+            return -1;
         struct iovec iov[TCP_RX_IOV + 2];
         size_t want = 0;
         int cnt = c->rx_mode != RX_RING ? dst_iov(c, iov, &want) : 0;

@@ -5,6 +5,7 @@
  * caller's memory (message combining), resuming partial writes through
  * tp_done. Write interest is armed only when the socket is full. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -15,6 +16,19 @@
 static uint64_t frame_bytes(const px_tp_send *s)
 {
     return px_frame_len(&s->hdr);
+}
+
+/* A frame whose body was copied aside keeps it at tp_priv[0] (see
+ * tcp_tx_unlend): app header and data, contiguous. */
+static uint8_t *bounce_of(const px_tp_send *s)
+{
+    return (uint8_t *)(uintptr_t)s->tp_priv[0];
+}
+
+static void bounce_free(px_tp_send *s)
+{
+    free(bounce_of(s));
+    s->tp_priv[0] = 0;
 }
 
 /* Append [base, base+len) minus the first *skip bytes. Returns 0 when iov
@@ -46,6 +60,11 @@ static int gather(tcp_conn *c, struct iovec *iov, size_t *want)
         uint64_t skip = s->tp_done;
         if (!add_seg(iov, &cnt, want, s->tp_wire, PX_FRAME_HDR_LEN, &skip))
             break;
+        if (bounce_of(s)) {
+            if (!add_seg(iov, &cnt, want, bounce_of(s), frame_bytes(s) - PX_FRAME_HDR_LEN, &skip))
+                break;
+            continue;
+        }
         if (s->hdr.hdr_len && !add_seg(iov, &cnt, want, s->app_hdr, s->hdr.hdr_len, &skip))
             break;
         for (uint32_t i = 0; i < s->data_count; i++)
@@ -67,6 +86,7 @@ static void advance(tcp_conn *c, size_t n)
         }
         n -= left;
         s->tp_done += left;
+        bounce_free(s);
         c->txq = s->tp_next;
         if (!c->txq)
             c->txq_tail = NULL;
@@ -106,6 +126,7 @@ int tcp_tx_fail_all(tcp_conn *c, int status)
         if (!c->txq)
             c->txq_tail = NULL;
         s->tp_next = NULL;
+        bounce_free(s);
         s->status = status;
         if (tcp_upcall(c, PX_TP_EV_SEND_COMPLETE, s, NULL) < 0)
             return -1;
@@ -127,6 +148,7 @@ void tcp_tx_drain_closed(tcp_conn *c)
             c->txq = s->tp_next;
             if (!c->txq)
                 c->txq_tail = NULL;
+            bounce_free(s);
             s->status = -PX_ECLOSED;
         }
         s->tp_next = NULL;
@@ -170,6 +192,50 @@ int tcp_tx_flush(tcp_conn *c)
     if (!c->txq && ev_is_active(&c->wio))
         ev_io_stop(c->tp->host.loop, &c->wio);
     return complete_done(c);
+}
+
+static int overlaps(const void *p, size_t len, const uint8_t *lo, size_t size)
+{
+    const uint8_t *b = p;
+    return len && b < lo + size && b + len > lo;
+}
+
+static int points_into_rx(const tcp_conn *c, const px_tp_send *s)
+{
+    size_t ring = (size_t)c->ring_mask + 1, scratch = 2 * (size_t)c->tp->scratch_size;
+    if (overlaps(s->app_hdr, s->hdr.hdr_len, c->ring, ring) ||
+        overlaps(s->app_hdr, s->hdr.hdr_len, c->scratch, scratch))
+        return 1;
+    for (uint32_t i = 0; i < s->data_count; i++)
+        if (overlaps(s->data[i].base, s->data[i].len, c->ring, ring) ||
+            overlaps(s->data[i].base, s->data[i].len, c->scratch, scratch))
+            return 1;
+    return 0;
+}
+
+/* Only frames made from in-place deliveries that the socket would not take
+ * yet get here: rare, so a plain allocation is fine. */
+int tcp_tx_unlend(tcp_conn *c)
+{
+    for (px_tp_send *s = c->txq; s; s = s->tp_next) {
+        if (bounce_of(s) || !points_into_rx(c, s))
+            continue;
+        size_t body = frame_bytes(s) - PX_FRAME_HDR_LEN;
+        uint8_t *b = malloc(body ? body : 1), *p = b;
+        if (!b)
+            return -PX_ENOMEM;
+        if (s->hdr.hdr_len) {
+            memcpy(p, s->app_hdr, s->hdr.hdr_len);
+            p += s->hdr.hdr_len;
+        }
+        for (uint32_t i = 0; i < s->data_count; i++) {
+            memcpy(p, s->data[i].base, s->data[i].len);
+            p += s->data[i].len;
+        }
+        s->tp_priv[0] = (uintptr_t)b;
+        c->n_unlent++;
+    }
+    return 0;
 }
 
 void tcp_tx_flush_dirty(tcp_tp *tp)
@@ -222,6 +288,7 @@ int tcp_tx_send(px_tp_conn *pc, px_tp_send *req)
     if (rc)
         return rc;
     req->tp_next = NULL;
+    req->tp_priv[0] = 0; /* no bounce copy */
     req->tp_done = 0;
     req->status = 0;
     if (c->txq_tail)
