@@ -169,7 +169,8 @@ typedef struct px_session_params {
 
 /* Create a client session on `ctx`. No network traffic yet: the first
  * px_connect() performs the handshake. Returns 0 and *out; -PX_EINVAL;
- * the URI errors of px_server_bind(); -PX_ENOMEM. */
+ * -PX_EMSGSIZE for private data over 4096 bytes; the URI errors of
+ * px_server_bind(); -PX_ENOMEM. */
 int px_session_create(px_ctx *ctx, const px_session_params *params, px_session **out);
 
 /* Open a connection of session `s`, driven by context `ctx`. Messages may

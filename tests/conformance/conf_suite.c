@@ -1523,7 +1523,7 @@ START_TEST(private_data_limits)
     ck_assert_int_eq(px_ctx_create(NULL, &ctx), 0);
     px_session_params p = {
         .uri = sv.uri, .ops = &client_ops, .private_data = priv, .private_len = 4097};
-    ck_assert_int_eq(px_session_create(ctx, &p, &s), -PX_EINVAL);
+    ck_assert_int_eq(px_session_create(ctx, &p, &s), -PX_EMSGSIZE);
     ck_assert_int_eq(px_ctx_destroy(ctx), 0);
     free(priv);
     server_stop(&sv);
