@@ -19,6 +19,8 @@ static void put(cursor *c, const void *p, size_t n)
         c->bad = 1;
         return;
     }
+    if (n == 0) /* p may be NULL for an empty part */
+        return;
     memcpy(c->w + c->pos, p, n);
     c->pos += n;
 }
