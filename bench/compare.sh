@@ -1,0 +1,385 @@
+#!/usr/bin/env bash
+# compare.sh — plexus beside the raw floor and its peers, in one run.
+#
+#   bench/compare.sh [--build DIR] [--rounds N] [--duration SEC] [--install]
+#                    [--only tcp|shm] [--quiet]
+#
+# For every metric of the BRIEF's targets table it runs the floor (bench/
+# floor_*), plexus (px-perf local) and each installed peer (sockperf,
+# ucx_perftest, fi_pingpong), interleaved — round 1: floor, plexus, peers;
+# round 2: again ... — and prints the median of each. The machine flips
+# between a fast and a slow state, so only figures from the same run,
+# interleaved, compare; the bare cache-line ping-pong round trip (the
+# canary) is printed at the start, after every round and at the end.
+#
+# Units: round trips in us (full round trips: sockperf gets --full-rtt, and
+# ucx_perftest's and fi_pingpong's half round trips are doubled), rates in
+# million messages/s, bandwidth in GB/s (10^9 bytes/s). Latencies are
+# medians (p50) except fi_pingpong, which only reports a mean.
+#
+# --install: apt-get update and install sockperf, ucx-utils, libfabric-bin
+# first (Debian; needs root). A peer that is missing or fails is reported
+# as n/a with the reason; the script itself only fails when the build does.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(dirname "$here")
+build=""
+rounds=3
+dur=1
+install=0
+only=""
+quiet=0
+
+usage() {
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --build) build=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --duration) dur=$2; shift 2 ;;
+    --install) install=1; shift ;;
+    --only) only=$2; shift 2 ;;
+    --quiet) quiet=1; shift ;;
+    -h | --help) usage ;;
+    *) echo "compare.sh: unknown option $1" >&2; usage ;;
+    esac
+done
+case $rounds in '' | *[!0-9]* | 0) echo "compare.sh: --rounds wants a positive number" >&2; exit 2 ;; esac
+
+log() { [ $quiet = 1 ] || echo "compare.sh: $*" >&2; }
+
+# ---- set-up ------------------------------------------------------------------
+
+if [ $install = 1 ]; then
+    log "installing peers (sockperf ucx-utils libfabric-bin)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! { apt-get update -qq && apt-get install -y -qq sockperf ucx-utils libfabric-bin; } >&2; then
+        log "apt-get failed: carrying on with whatever peers are installed"
+    fi
+fi
+
+if [ -z "$build" ]; then
+    build=$src/build-compare
+    log "building into $build"
+    { cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPX_BUILD_TESTS=OFF &&
+        cmake --build "$build" -j"$(nproc)" --target px-perf floor_tcp floor_shm floor_memcpy; } >&2 ||
+        { echo "compare.sh: build failed" >&2; exit 1; }
+fi
+perf=$build/tools/perf/px-perf
+ftcp=$build/bench/floor_tcp
+fshm=$build/bench/floor_shm
+fmem=$build/bench/floor_memcpy
+for b in "$perf" "$ftcp" "$fshm" "$fmem"; do
+    [ -x "$b" ] || { echo "compare.sh: $b missing (build it, or pass --build DIR)" >&2; exit 1; }
+done
+
+ncpu=$(nproc)
+if [ "$ncpu" -ge 2 ]; then scpu=0; ccpu=1; else scpu=0; ccpu=0; fi
+pin_s() { taskset -c $scpu "$@"; }
+pin_c() { taskset -c $ccpu "$@"; }
+
+tmp=$(mktemp -d)
+trap 'jobs -p | xargs -r kill 2>/dev/null; rm -rf "$tmp"' EXIT
+
+# ---- helpers -------------------------------------------------------------------
+# A measurement prints one number, or "n/a (reason)".
+
+# jnum FILE 'ROW PATTERN' FIELD: a number from the one-line JSON row matching
+# the pattern (px-perf and the floors print one row per line).
+jnum() {
+    grep -F -- "$2" "$1" | head -n 1 | grep -o "\"$3\": [-0-9.e+]*" | head -n 1 | awk '{print $2}'
+}
+
+failed() { # failed LOGFILE
+    local why
+    why=$(grep -v '^\s*$' "$1" 2>/dev/null | grep -iE 'error|fail|cannot|unknown|refused|not' | head -n 1)
+    [ -n "$why" ] || why=$(grep -v '^\s*$' "$1" 2>/dev/null | tail -n 1)
+    # "px-perf server: shm://x: unknown URI scheme: ..." -> "unknown URI scheme"
+    why=$(printf '%s' "$why" | tr -s ' \t' ' ' | sed -E 's/^([^:]*: )?[a-z]+:\/\/[^ ]*: //; s/: .*//' | cut -c1-40)
+    echo "n/a (failed: ${why:-no output})"
+}
+
+numeric() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$ ]]; }
+
+port() { echo $((20000 + RANDOM % 20000)); }
+
+# with_server LOG SERVER-CMD... -- CLIENT-CMD...: run a peer pair, the
+# server pinned to one CPU and the client to the other.
+with_server() {
+    local slog=$1; shift
+    local scmd=()
+    while [ "$1" != "--" ]; do scmd+=("$1"); shift; done
+    shift
+    pin_s timeout 60 "${scmd[@]}" >"$slog" 2>&1 &
+    local spid=$!
+    sleep 0.4
+    pin_c timeout 60 "$@"
+    local rc=$?
+    kill $spid 2>/dev/null
+    wait $spid 2>/dev/null
+    return $rc
+}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# ---- the floor -------------------------------------------------------------------
+
+floor_shm() { # floor_shm TEST FIELD
+    local out=$tmp/fshm
+    "$fshm" --test "$1" --duration "$dur" --json >"$out" 2>&1 || { failed "$out"; return; }
+    case $1 in
+    pp) jnum "$out" shm-pp-busy p50 ;;
+    futex) jnum "$out" shm-pp-futex p50 ;;
+    ring) jnum "$out" shm-ring-oneway mmsgs_per_s ;;
+    esac
+}
+
+canary() { "$fshm" --test pp --duration 0.3 --json 2>/dev/null | grep -o '"p50": [0-9.]*' | awk '{print $2}'; }
+
+floor_tcp() { # floor_tcp pp-busy|pp-blocking|bw
+    local out=$tmp/ftcp
+    case $1 in
+    pp-busy) "$ftcp" --test pp --sizes 64 --busy --duration "$dur" --json >"$out" 2>&1 ;;
+    pp-blocking) "$ftcp" --test pp --sizes 64 --duration "$dur" --json >"$out" 2>&1 ;;
+    bw) "$ftcp" --test bw --sizes 1M --duration "$dur" --json >"$out" 2>&1 ;;
+    esac || { failed "$out"; return; }
+    case $1 in
+    bw) jnum "$out" tcp-stream gb_per_s ;;
+    *) jnum "$out" "tcp-$1" p50 ;;
+    esac
+}
+
+floor_memcpy() {
+    "$fmem" --sizes 1M --duration "$dur" --json 2>/dev/null | grep -o '"gb_per_s": [0-9.]*' | awk '{print $2}'
+}
+
+# ---- plexus ------------------------------------------------------------------------
+
+# plexus URI TEST SIZE [px-perf options]: p50 us, M msg/s or GB/s.
+plexus() {
+    local uri=$1 test=$2 size=$3; shift 3
+    local out=$tmp/px t=${test%%-*}
+    [ "$t" = rate ] || [ "$t" = lat ] || t=bw
+    "$perf" local "$uri" --test "$t" --sizes "$size" --duration "$dur" --json --quiet "$@" \
+        >"$out" 2>"$out.err" || { failed "$out.err"; return; }
+    local row="\"test\": \"$test\", \"size\": $size,"
+    case $test in
+    lat) jnum "$out" "$row" p50 ;;
+    rate-*) jnum "$out" "$row" msgs_per_s | awk '{printf "%.4f\n", $1 / 1e6}' ;;
+    bw) jnum "$out" "$row" mb_per_s | awk '{printf "%.4f\n", $1 / 1e3}' ;;
+    esac
+}
+
+# ---- peers -------------------------------------------------------------------------
+
+sockperf_rtt() { # sockperf_rtt busy|blocking
+    have sockperf || { echo "n/a (not installed)"; return; }
+    local p extra=() out=$tmp/sp
+    p=$(port)
+    [ "$1" = busy ] && extra=(--nonblocked --timeout 0)
+    with_server "$out.s" sockperf sr --tcp -i 127.0.0.1 -p "$p" "${extra[@]}" -- \
+        sockperf pp --tcp -i 127.0.0.1 -p "$p" -m 64 -t "$sp_t" --full-rtt "${extra[@]}" >"$out" 2>&1 ||
+        { failed "$out"; return; }
+    grep 'percentile 50.000' "$out" | awk '{print $NF}'
+}
+
+sockperf_rate() {
+    have sockperf || { echo "n/a (not installed)"; return; }
+    local p out=$tmp/sp
+    p=$(port)
+    with_server "$out.s" sockperf sr --tcp -i 127.0.0.1 -p "$p" -- \
+        sockperf tp --tcp -i 127.0.0.1 -p "$p" -m 64 -t "$sp_t" >"$out" 2>&1 || { failed "$out"; return; }
+    grep 'Message Rate is' "$out" | sed 's/.*Message Rate is \([0-9]*\).*/\1/' | awk '{printf "%.4f\n", $1 / 1e6}'
+}
+
+# ucx TLS TEST SIZE ITERS: latency doubled to a round trip, rate in M msg/s,
+# bandwidth converted from UCX's MiB/s to GB/s.
+ucx() {
+    have ucx_perftest || { echo "n/a (not installed)"; return; }
+    local tls=$1 test=$2 size=$3 n=$4 p out=$tmp/ucx
+    p=$(port)
+    UCX_TLS=$tls with_server "$out.s" ucx_perftest -p "$p" -- \
+        ucx_perftest 127.0.0.1 -p "$p" -t "$test" -s "$size" -n "$n" -w $((n / 10 + 1)) -f -v \
+        >"$out" 2>&1 || { failed "$out"; return; }
+    local line
+    line=$(grep -E '^[0-9]+,' "$out" | tail -n 1)
+    [ -n "$line" ] || { failed "$out"; return; }
+    case $test in
+    tag_lat) echo "$line" | awk -F, '{printf "%.4f\n", $2 * 2}' ;;
+    *) if [ "$size" -ge 65536 ]; then
+            echo "$line" | awk -F, '{printf "%.3f\n", $6 * 1048576 / 1e9}'
+        else
+            echo "$line" | awk -F, '{printf "%.4f\n", $8 / 1e6}'
+        fi ;;
+    esac
+}
+
+fi_pp() { # fi_pp PROVIDER EP_TYPE: mean round trip (fi_pingpong gives no median)
+    have fi_pingpong || { echo "n/a (not installed)"; return; }
+    local p out=$tmp/fi
+    p=$(port)
+    with_server "$out.s" fi_pingpong -p "$1" -e "$2" -B "$p" -I 50000 -S 64 -- \
+        fi_pingpong -p "$1" -e "$2" -P "$p" -I 50000 -S 64 127.0.0.1 >"$out" 2>&1 ||
+        { failed "$out"; return; }
+    local v
+    v=$(awk '$1 == 64 && NF >= 8 {print $7 * 2}' "$out" | tail -n 1)
+    [ -n "$v" ] && echo "$v" || failed "$out"
+}
+
+# ---- the metrics ---------------------------------------------------------------------
+# id|label|unit|better(lo/hi)|target kind|target value
+metrics=(
+    "tcp_rtt_busy|tcp 64 B round trip, busy-poll|us|lo|floor|1.1"
+    "tcp_rtt_block|tcp 64 B round trip, blocking|us|lo|floor|1.1"
+    "tcp_oneway|tcp 64 B one-way rate|M/s|hi|abs|12"
+    "tcp_rr|tcp 64 B req/reply rate, window 64|M/s|hi|abs|2"
+    "tcp_bw|tcp 1 MiB bandwidth|GB/s|hi|abs|21"
+    "shm_rtt_busy|shm 64 B round trip, busy-poll|us|lo|abs|0.20"
+    "shm_rtt_sleep|shm 64 B round trip, peer asleep|us|lo|floor|1.1"
+    "shm_oneway|shm 64 B one-way rate|M/s|hi|abs|25"
+    "shm_bw|shm 1 MiB bandwidth|GB/s|hi|abs|45"
+)
+
+SHM_URI="shm://pxcompare-$$"
+# sockperf takes whole seconds.
+sp_t=$(awk -v d="$dur" 'BEGIN {t = int(d + 0.999); print t < 1 ? 1 : t}')
+TCP_URI="tcp://127.0.0.1:0"
+POLL=(--poll-us 1000)
+
+# contenders METRIC: "name|command" lines; the first is the floor, the
+# second plexus, the rest peers.
+contenders() {
+    case $1 in
+    tcp_rtt_busy) printf '%s\n' "floor_tcp busy|floor_tcp pp-busy" \
+        "plexus|plexus $TCP_URI lat 64 ${POLL[*]}" "sockperf busy|sockperf_rtt busy" \
+        "ucx tcp|ucx tcp tag_lat 64 100000" "fi_pingpong tcp|fi_pp tcp msg" ;;
+    tcp_rtt_block) printf '%s\n' "floor_tcp blocking|floor_tcp pp-blocking" \
+        "plexus|plexus $TCP_URI lat 64" "sockperf|sockperf_rtt blocking" ;;
+    tcp_oneway) printf '%s\n' "-|" "plexus|plexus $TCP_URI rate-oneway 64" \
+        "ucx tcp|ucx tcp tag_bw 64 1000000" "sockperf tp|sockperf_rate" ;;
+    tcp_rr) printf '%s\n' "-|" "plexus|plexus $TCP_URI rate-rr 64 --window 64" ;;
+    tcp_bw) printf '%s\n' "floor_tcp stream|floor_tcp bw" "plexus|plexus $TCP_URI bw 1048576" \
+        "ucx tcp|ucx tcp tag_bw 1048576 2000" ;;
+    shm_rtt_busy) printf '%s\n' "cache-line pp|floor_shm pp" \
+        "plexus|plexus $SHM_URI lat 64 ${POLL[*]}" "ucx posix|ucx posix tag_lat 64 1000000" \
+        "fi_pingpong shm|fi_pp shm rdm" ;;
+    shm_rtt_sleep) printf '%s\n' "futex pp|floor_shm futex" "plexus|plexus $SHM_URI lat 64" ;;
+    shm_oneway) printf '%s\n' "SPSC ring|floor_shm ring" "plexus|plexus $SHM_URI rate-oneway 64" \
+        "ucx posix|ucx posix tag_bw 64 5000000" ;;
+    shm_bw) printf '%s\n' "memcpy|floor_memcpy" "plexus|plexus $SHM_URI bw 1048576" \
+        "ucx posix|ucx posix tag_bw 1048576 5000" ;;
+    esac
+}
+
+declare -A vals   # "metric|name" -> space-separated numbers
+declare -A notes  # "metric|name" -> the last n/a reason
+declare -a order  # "metric|name" in first-seen order
+
+record() { # record KEY VALUE
+    [ -n "${vals[$1]+x}${notes[$1]+x}" ] || order+=("$1")
+    if numeric "$2"; then vals[$1]="${vals[$1]:-} $2"; else notes[$1]=$2; fi
+}
+
+median() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
+
+# ---- the run ------------------------------------------------------------------------------
+
+canaries=()
+c=$(canary); canaries+=("start:${c:-?}")
+log "canary (cache-line ping-pong round trip) at start: ${c:-?} us"
+for ((r = 1; r <= rounds; r++)); do
+    for m in "${metrics[@]}"; do
+        id=${m%%|*}
+        [ -z "$only" ] || [[ $id == ${only}_* ]] || continue
+        while IFS='|' read -r name cmd; do
+            [ "$name" = "-" ] && continue
+            log "round $r/$rounds: $id: $name"
+            v=$(eval "$cmd" 2>/dev/null | tail -n 1)
+            [ -n "$v" ] || v="n/a (failed: no figure)"
+            record "$id|$name" "$v"
+        done < <(contenders "$id")
+    done
+    c=$(canary); canaries+=("r$r:${c:-?}")
+    log "canary after round $r: ${c:-?} us"
+done
+
+# ---- the table ------------------------------------------------------------------------------
+
+fmt() { numeric "$1" && awk -v v="$1" 'BEGIN {printf (v < 10 ? "%.3f" : "%.2f"), v}' || echo "$1"; }
+
+value_of() { # value_of KEY -> median or the n/a note
+    local k=$1
+    if [ -n "${vals[$k]:-}" ]; then median "${vals[$k]}"; else echo "${notes[$k]:-n/a}"; fi
+}
+
+ratio() { # ratio A B -> "1.23x" or "-"
+    numeric "$1" && numeric "$2" && awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2fx", a / b; else print "-"}' || echo "-"
+}
+
+verdict() { # verdict VALUE BETTER KIND TARGET FLOOR
+    local v=$1 better=$2 kind=$3 t=$4 floor=$5
+    numeric "$v" || { echo "not measured"; return; }
+    if [ "$kind" = floor ]; then
+        numeric "$floor" || { echo "no floor"; return; }
+        t=$(awk -v f="$floor" -v k="$t" 'BEGIN {print f * k}')
+    fi
+    awk -v v="$v" -v t="$t" -v b="$better" 'BEGIN {
+        if (b == "lo") { if (v <= t) print "met"; else printf "short by %.0f%%\n", (v / t - 1) * 100 }
+        else { if (v >= t) print "met"; else printf "short by %.0f%%\n", (1 - v / t) * 100 } }'
+}
+
+best_of() { # best_of BETTER values... -> "name value" of the best numeric one
+    local better=$1; shift
+    printf '%s\n' "$@" | awk -F'\t' -v b="$better" '$2 ~ /^[0-9.eE+-]+$/ {
+        if (!n++ || (b == "lo" ? $2 < best : $2 > best)) { best = $2; who = $1 } }
+        END { if (n) print who "\t" best }'
+}
+
+echo
+echo "plexus vs floor vs peers — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs (server cpu $scpu, client cpu $ccpu),"
+echo "medians of $rounds interleaved rounds, ${dur}s per figure; canary round trip (us): ${canaries[*]}"
+echo
+printf '%-36s %-5s %-28s %-30s %-22s %-9s %-8s %-14s %s\n' metric unit floor plexus "best peer" \
+    "px/floor" "px/peer" target status
+for m in "${metrics[@]}"; do
+    IFS='|' read -r id label unit better kind target <<<"$m"
+    [ -z "$only" ] || [[ $id == ${only}_* ]] || continue
+    mapfile -t cs < <(contenders "$id")
+    fname=${cs[0]%%|*}
+    floor="-"
+    [ "$fname" != "-" ] && floor=$(value_of "$id|$fname")
+    px=$(value_of "$id|plexus")
+    peers=()
+    for ((i = 2; i < ${#cs[@]}; i++)); do
+        n=${cs[$i]%%|*}
+        peers+=("$n"$'\t'"$(value_of "$id|$n")")
+    done
+    best=""
+    [ ${#peers[@]} -gt 0 ] && best=$(best_of "$better" "${peers[@]}")
+    bname=${best%%$'\t'*}
+    bval=${best##*$'\t'}
+    # A relative target is against the best floor figure in the run: the
+    # BRIEF's tcp floor is sockperf, so a faster sockperf counts as floor.
+    tfloor=$floor
+    if [ "$kind" = floor ] && [[ $id == tcp_* ]] && [ -n "$best" ]; then
+        sp=$(printf '%s\n' "${peers[@]}" | awk -F'\t' '$1 ~ /^sockperf/ {print $2}')
+        numeric "${sp:-x}" && { ! numeric "$tfloor" || awk -v a="$sp" -v b="$tfloor" 'BEGIN {exit !(a < b)}'; } && tfloor=$sp
+    fi
+    if [ "$kind" = floor ]; then tdesc="<= ${target}x floor"; elif [ "$better" = lo ]; then tdesc="<= $target"; else tdesc=">= $target"; fi
+    fcol="-"; [ "$fname" != "-" ] && fcol="$(fmt "$floor") ($fname)"
+    pcol="-"; [ -n "$best" ] && pcol="$(fmt "$bval") ($bname)"
+    printf '%-36s %-5s %-28s %-30s %-22s %-9s %-8s %-14s %s\n' "$label" "$unit" "$fcol" "$(fmt "$px")" \
+        "$pcol" "$(ratio "$px" "$floor")" "$(ratio "$px" "$bval")" "$tdesc" \
+        "$(verdict "$px" "$better" "$kind" "$target" "$tfloor")"
+done
+
+echo
+echo "every contender (median, and each round's figure):"
+for k in "${order[@]}"; do
+    printf '  %-52s %-14s %s\n' "${k/|/: }" "$(fmt "$(value_of "$k")")" "${vals[$k]:-}"
+done
+exit 0
