@@ -371,7 +371,12 @@ for m in "${metrics[@]}"; do
     fi
     if [ "$kind" = floor ]; then tdesc="<= ${target}x floor"; elif [ "$better" = lo ]; then tdesc="<= $target"; else tdesc=">= $target"; fi
     fcol="-"; [ "$fname" != "-" ] && fcol="$(fmt "$floor") ($fname)"
-    pcol="-"; [ -n "$best" ] && pcol="$(fmt "$bval") ($bname)"
+    pcol="-"
+    if [ -n "$best" ]; then
+        pcol="$(fmt "$bval") ($bname)"
+    elif [ ${#peers[@]} -gt 0 ]; then # none measured: say why (the first one's reason)
+        pcol=${peers[0]##*$'\t'}
+    fi
     printf '%-36s %-5s %-28s %-30s %-22s %-9s %-8s %-14s %s\n' "$label" "$unit" "$fcol" "$(fmt "$px")" \
         "$pcol" "$(ratio "$px" "$floor")" "$(ratio "$px" "$bval")" "$tdesc" \
         "$(verdict "$px" "$better" "$kind" "$target" "$tfloor")"
