@@ -79,7 +79,6 @@ done
 
 ncpu=$(nproc)
 if [ "$ncpu" -ge 2 ]; then scpu=0; ccpu=1; else scpu=0; ccpu=0; fi
-pin_s() { taskset -c $scpu "$@"; }
 pin_c() { taskset -c $ccpu "$@"; }
 
 tmp=$(mktemp -d)
@@ -114,14 +113,26 @@ with_server() {
     local scmd=()
     while [ "$1" != "--" ]; do scmd+=("$1"); shift; done
     shift
-    pin_s timeout 60 "${scmd[@]}" >"$slog" 2>&1 &
+    # No timeout(1) wrapper on the server: $! must be the server itself
+    # (taskset execs it), so that it can be killed for sure — a busy-polling
+    # server left behind would eat a CPU and skew every later figure.
+    taskset -c $scpu "${scmd[@]}" >"$slog" 2>&1 &
     local spid=$!
     sleep 0.4
-    pin_c timeout 60 "$@"
+    pin_c timeout -k 2 60 "$@"
     local rc=$?
-    kill $spid 2>/dev/null
-    wait $spid 2>/dev/null
+    stop_pid $spid
     return $rc
+}
+
+stop_pid() { # TERM, then KILL if it is still there after half a second
+    kill "$1" 2>/dev/null
+    for _ in 1 2 3 4 5; do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
 }
 
 have() { command -v "$1" >/dev/null 2>&1; }
