@@ -132,9 +132,11 @@ static void serve(int lfd, const struct opts *o)
     while (recv_all(fd, (char *)pre, sizeof(pre), 0) == 0) {
         size_t size = pre[0] & 0xffffffffu;
         if (pre[0] >> 32) { /* bw: read pre[1] bytes, answer one */
+            /* Read in cache-sized chunks, as iperf3 does: the floor is the
+             * socket's cost, not a cold destination buffer's. */
             uint64_t left = pre[1];
             while (left) {
-                ssize_t n = recv(fd, buf, left < (64u << 20) ? left : (64u << 20), 0);
+                ssize_t n = recv(fd, buf, left < (256u << 10) ? left : (256u << 10), 0);
                 if (n <= 0)
                     _exit(1);
                 left -= (uint64_t)n;
