@@ -521,9 +521,7 @@ static void fail_awaiting(px_conn *c, int reason)
         int state = t->state;
         if (state == TS_AWAIT_RESPONSE || state == TS_CANCELED)
             c->requests_out--;
-        t->state = TS_FREE;
-        if (!t->in_transport)
-            task_put(c->ctx, t);
+        tx_task_finish(c->ctx, t); /* with a reply buffer it may have been lent */
         if (state != TS_CANCELED)
             conn_complete_error(c, m, reason);
     }
@@ -554,6 +552,7 @@ void conn_die(px_conn *c, int reason)
     int msg_reason = graceful ? -PX_EFLUSHED : reason ? reason : -PX_EDISCONNECTED;
     if (msg_reason == -PX_ECONNRESET || msg_reason == -PX_EPIPE)
         msg_reason = -PX_EDISCONNECTED;
+    rx_abandon_assign(c, msg_reason);
     fail_awaiting(c, msg_reason);
     fail_pending(c, msg_reason);
     rx_fail_held(c, msg_reason);

@@ -55,6 +55,7 @@ typedef struct px_task {
     uint8_t silent;        /* rx: answered by plexus with an error; no callback */
     uint8_t auto_answered; /* rx: answered at close while the application holds it */
     uint8_t short_reply;   /* tx: the reply did not fit the application's vector */
+    uint8_t app_assigned;  /* rx: data goes to memory from assign_data_in_buf */
     uint64_t peer_id;      /* rx: the peer's id of this message */
 } px_task;
 
@@ -139,6 +140,7 @@ typedef struct px_conn {
 
     struct px_server *server; /* server side, until the HELLO names a session */
     px_msg *delivering;       /* the rx message inside on_msg right now */
+    px_task *assigning;       /* rx task between RX_ASSIGN and its FRAME */
     int in_upcall;
     int teardown_queued;
     int graceful;     /* ends as CLOSED rather than DISCONNECTED */
@@ -235,6 +237,7 @@ void rx_frame(px_conn *c, px_tp_rx *rx);
 int rx_assign(px_conn *c, px_tp_rx *rx);
 void rx_fail_held(px_conn *c, int reason);
 void rx_free_held(px_conn *c);
+void rx_abandon_assign(px_conn *c, int reason);
 void rx_release(px_conn *c, px_task *t);
 int rx_respond_error(px_conn *c, px_task *t, int reason);
 void rx_response_sent(px_conn *c, px_task *t, int status);

@@ -160,6 +160,7 @@ static void deliver(px_conn *c, px_tp_rx *rx)
         m->in.iov_count = h->data_len ? 1 : 0;
         t->inplace_data = h->data_len != 0;
     } else {
+        c->assigning = NULL;
         c->stats.rx_direct++;
         t->rx_msg.in.header = (void *)rx->app_hdr;
     }
@@ -418,6 +419,7 @@ int rx_assign(px_conn *c, px_tp_rx *rx)
         vec_room(&m->in) >= h->data_len) {
         rx->dst = m->in.iov;
         rx->dst_count = m->in.iov_count;
+        t->app_assigned = 1;
     } else {
         /* No buffer from the application, or one too short to trust. */
         px_buf *b = px_buf_get(&c->ctx->bufs, h->data_len);
@@ -435,7 +437,24 @@ int rx_assign(px_conn *c, px_tp_rx *rx)
         rx->dst_count = 1;
     }
     rx->owner_cookie = t;
+    c->assigning = t;
     return 0;
+}
+
+/* The link died while a large message was being read into its
+ * destination: free what plexus lent, and tell the application when the
+ * memory was its own (assign_data_in_buf), so it can take it back. */
+void rx_abandon_assign(px_conn *c, int reason)
+{
+    px_task *t = c->assigning;
+    if (!t)
+        return;
+    c->assigning = NULL;
+    px_session *s = c->session;
+    if (t->app_assigned && s->ops->on_msg_error)
+        s->ops->on_msg_error(c, &t->rx_msg, reason, s->user);
+    put_bufs(c, t);
+    task_put(c->ctx, t);
 }
 
 /* Answer every delivered request the application still holds with an

@@ -66,9 +66,13 @@ typedef struct px_msg_vec {
 } px_msg_vec;
 
 /* A message. For sends the struct is yours: allocate it as you like and
- * keep it untouched until its completion callback. Delivered requests and
- * one-way messages are plexus's: read them, fill `out` of a request and
- * px_send_response() it, but never free them. */
+ * keep it untouched until its completion callback; an idle message may be
+ * reused or reset entirely (all-zero priv means idle). Delivered requests
+ * and one-way messages are plexus's: read them, fill `out` of a request and
+ * px_send_response() it, but never free them. A delivered message you still
+ * hold when its connection ends gets no callback (it is not one you sent);
+ * it stays readable until PX_EV_CONN_TEARDOWN, and px_send_response() on it
+ * then returns -PX_ENOTCONN. */
 struct px_msg {
     px_msg_vec out;
     px_msg_vec in;
@@ -129,7 +133,10 @@ typedef struct px_session_ops {
      * (without receipt) or of a response you sent. */
     void (*on_msg_send_complete)(px_conn *c, px_msg *msg, void *user);
     /* The message ended without success; reason is -PX_EDISCONNECTED,
-     * -PX_ECANCELED, -PX_EFLUSHED, -PX_EMSGSIZE, -PX_ESHORTBUF, ... */
+     * -PX_ECANCELED, -PX_EFLUSHED, -PX_EMSGSIZE, -PX_ESHORTBUF, ...
+     * Also for an incoming message (type REQUEST or ONEWAY) whose data was
+     * being received into memory you gave in assign_data_in_buf when the
+     * connection died: the memory is yours again. */
     void (*on_msg_error)(px_conn *c, px_msg *msg, int reason, void *user);
     /* A message with msg->in.data_len bytes of data (above the inline
      * threshold) is arriving; msg->in.header is already valid. Point
@@ -195,7 +202,12 @@ int px_session_redirect(px_session *s, const char *const *uris, size_t n_uris);
 
 /* Gracefully close every connection of the session (in-flight work drains
  * first, then the peer is told), then deliver PX_EV_SESSION_TEARDOWN and
- * free it. Returns 0; -PX_EALREADY when closing already. */
+ * free it. Returns 0; -PX_EALREADY when closing already.
+ * Lifetime: a client session (rejected, redirected, disconnected or not)
+ * lives until you close it. A server session ends by itself after its last
+ * connection, with PX_EV_SESSION_TEARDOWN; closing it there is optional.
+ * Redirects are followed by plexus: the connection re-dials the first URI
+ * given, with the messages queued on it, after PX_EV_SESSION_REDIRECTED. */
 int px_session_close(px_session *s);
 
 void px_session_set_user(px_session *s, void *user);
