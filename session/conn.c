@@ -594,9 +594,9 @@ static void teardown_fn(px_deferred *d)
             session_event(s, PX_EV_CONN_TEARDOWN, c, c->close_reason, NULL, 0);
     }
     px_list_del(&c->session_link); /* the session's list, or the server's unattached one */
-    free_conn(c);
     if (s)
-        session_conn_gone(s, c);
+        session_conn_gone(s, c); /* may queue the session's teardown */
+    free_conn(c);
 }
 
 /* ---- control frames ------------------------------------------------------- */

@@ -268,7 +268,7 @@ int shm_rdv_connect(shm_conn *c)
     int rc = check_peer(c);
     if (rc)
         return rc;
-    int memfd;
+    int memfd = -1;
     rc = make_segment(c, &memfd);
     if (rc)
         return rc;
