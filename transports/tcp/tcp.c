@@ -363,7 +363,12 @@ static int unix_stale(const char *path)
     if (fd < 0)
         return 0;
     struct sockaddr_un un = {.sun_family = AF_UNIX};
-    strncpy(un.sun_path, path, sizeof un.sun_path - 1);
+    size_t n = strlen(path);
+    if (n >= sizeof un.sun_path) { /* bind refuses such a path anyway */
+        close(fd);
+        return 0;
+    }
+    memcpy(un.sun_path, path, n + 1);
     int stale = connect(fd, (struct sockaddr *)&un, sizeof un) < 0 && errno == ECONNREFUSED;
     close(fd);
     return stale;
