@@ -1,7 +1,8 @@
 #!/bin/bash
 # test.sh — set up, then every test: the suite in a normal -Werror build,
-# again under AddressSanitizer + UndefinedBehaviorSanitizer, and short
-# libFuzzer runs of every decoder. Fails on the first failure.
+# again under AddressSanitizer + UndefinedBehaviorSanitizer, the
+# multi-threaded tests under ThreadSanitizer, and short libFuzzer runs of
+# every decoder. Fails on the first failure.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +18,12 @@ echo "== tests under ASan + UBSan"
     -DPX_BUILD_TOOLS=ON
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$root/asan" --output-on-failure -j"$jobs" --timeout 900
+
+echo "== multi-threaded tests under ThreadSanitizer"
+"$src/scripts/setup.sh" "$root/tsan" -DCMAKE_BUILD_TYPE=Debug -DPX_SANITIZE=thread \
+    -DPX_BUILD_TOOLS=OFF
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir "$root/tsan" --output-on-failure -R '^test_ctx$' \
+    --timeout 300
 
 echo "== fuzz targets (short bounded runs, clang)"
 CC=clang "$src/scripts/setup.sh" "$root/fuzz" -DPX_BUILD_FUZZ=ON -DPX_BUILD_TOOLS=OFF
