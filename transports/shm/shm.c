@@ -553,15 +553,18 @@ static int shm_accept(px_tp_conn *pc, const px_observer *obs)
 static void shm_close(px_tp_conn *pc)
 {
     shm_conn *c = CONN(pc);
-    if (c->closed)
+    if (c->closed || c->closing)
         return;
-    c->closed = 1;
+    c->closing = 1;
     px_list_del(&c->lst_link);
     stop_io(c);
-    /* Hold a reference so SEND_COMPLETE upcalls below cannot free us. */
+    /* Hold a reference so the SEND_COMPLETE upcalls below cannot free us;
+     * `closed` is set only after them, so each one returns normally and
+     * every queued send gets its completion. */
     c->in_upcall++;
     if (c->state != SHM_PENDING && c->state != SHM_HANDSHAKE)
         shm_tx_fail_all(c, -PX_ECLOSED);
+    c->closed = 1;
     if (--c->in_upcall == 0)
         conn_free(c);
 }

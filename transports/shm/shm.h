@@ -114,7 +114,8 @@ typedef struct shm_conn {
     shm_state state;
     unsigned in_upcall;
     unsigned closed : 1;
-    unsigned in_rx : 1; /* shm_rx_drain() is on the stack */
+    unsigned closing : 1; /* close() is completing queued sends */
+    unsigned in_rx : 1;   /* shm_rx_drain() is on the stack */
     unsigned is_server : 1;
     unsigned cma_off : 1; /* forced off by either side's options */
     int sock;             /* rendezvous socket: its EOF is the peer's death */

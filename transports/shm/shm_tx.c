@@ -141,6 +141,10 @@ static void to_done(shm_conn *c, px_tp_send *s)
     unpin(c, s);
     fifo_push(&c->done, &c->done_tail, s);
     shm_mark_work(c);
+    /* Waiting for an ack: the prepare hook must arm prod_wait before the
+     * loop sleeps, which it does for awake conns only. */
+    if (s->tp_priv[3])
+        shm_mark_hot(c);
 }
 
 int shm_tx_flush(shm_conn *c)
@@ -256,7 +260,7 @@ static int check_send(const px_tp_send *req)
 int shm_tx_send(px_tp_conn *pc, px_tp_send *req)
 {
     shm_conn *c = (shm_conn *)pc;
-    if (c->closed)
+    if (c->closed || c->closing)
         return -PX_ECLOSED;
     if (c->state == SHM_PENDING || c->state == SHM_HANDSHAKE)
         return -PX_ENOTCONN;
@@ -283,7 +287,9 @@ int shm_tx_send(px_tp_conn *pc, px_tp_send *req)
     }
     fifo_push(&c->txq, &c->txq_tail, req);
     maybe_pin(c, req);
-    if (c->state == SHM_OPEN)
+    if (c->state == SHM_OPEN) {
         shm_mark_work(c);
+        shm_mark_hot(c);
+    }
     return 0;
 }
