@@ -262,7 +262,10 @@ TCP_URI="tcp://127.0.0.1:0"
 POLL=(--poll-us 1000)
 
 # contenders METRIC: "name|command" lines; the first is the floor, the
-# second plexus, the rest peers.
+# second plexus, the rest peers ("plexus ..." extras are listed in the
+# details only). plexus polls (--poll-us 1000) wherever the peers it is
+# compared with busy-poll — all but the blocking and asleep round trips;
+# the blocking figures of the rates and bandwidth are in the details.
 contenders() {
     case $1 in
     tcp_rtt_busy) printf '%s\n' "floor_tcp busy|floor_tcp pp-busy" \
@@ -270,18 +273,22 @@ contenders() {
         "ucx tcp|ucx tcp tag_lat 64 100000" "fi_pingpong tcp|fi_pp tcp msg" ;;
     tcp_rtt_block) printf '%s\n' "floor_tcp blocking|floor_tcp pp-blocking" \
         "plexus|plexus $TCP_URI lat 64" "sockperf|sockperf_rtt blocking" ;;
-    tcp_oneway) printf '%s\n' "-|" "plexus|plexus $TCP_URI rate-oneway 64" \
+    tcp_oneway) printf '%s\n' "-|" "plexus|plexus $TCP_URI rate-oneway 64 ${POLL[*]}" \
+        "plexus blocking|plexus $TCP_URI rate-oneway 64" \
         "ucx tcp|ucx tcp tag_bw 64 1000000" "sockperf tp|sockperf_rate" ;;
-    tcp_rr) printf '%s\n' "-|" "plexus|plexus $TCP_URI rate-rr 64 --window 64" ;;
-    tcp_bw) printf '%s\n' "floor_tcp stream|floor_tcp bw" "plexus|plexus $TCP_URI bw 1048576" \
+    tcp_rr) printf '%s\n' "-|" "plexus|plexus $TCP_URI rate-rr 64 --window 64 ${POLL[*]}" \
+        "plexus blocking|plexus $TCP_URI rate-rr 64 --window 64" ;;
+    tcp_bw) printf '%s\n' "floor_tcp stream|floor_tcp bw" \
+        "plexus|plexus $TCP_URI bw 1048576 ${POLL[*]}" "plexus blocking|plexus $TCP_URI bw 1048576" \
         "ucx tcp|ucx tcp tag_bw 1048576 2000" ;;
     shm_rtt_busy) printf '%s\n' "cache-line pp|floor_shm pp" \
         "plexus|plexus $SHM_URI lat 64 ${POLL[*]}" "ucx posix|ucx posix tag_lat 64 1000000" \
         "fi_pingpong shm|fi_pp shm rdm" ;;
     shm_rtt_sleep) printf '%s\n' "futex pp|floor_shm futex" "plexus|plexus $SHM_URI lat 64" ;;
-    shm_oneway) printf '%s\n' "SPSC ring|floor_shm ring" "plexus|plexus $SHM_URI rate-oneway 64" \
+    shm_oneway) printf '%s\n' "SPSC ring|floor_shm ring" \
+        "plexus|plexus $SHM_URI rate-oneway 64 ${POLL[*]}" \
         "ucx posix|ucx posix tag_bw 64 5000000" ;;
-    shm_bw) printf '%s\n' "memcpy|floor_memcpy" "plexus|plexus $SHM_URI bw 1048576" \
+    shm_bw) printf '%s\n' "memcpy|floor_memcpy" "plexus|plexus $SHM_URI bw 1048576 ${POLL[*]}" \
         "ucx posix|ucx posix tag_bw 1048576 5000" ;;
     esac
 }
@@ -367,6 +374,7 @@ for m in "${metrics[@]}"; do
     peers=()
     for ((i = 2; i < ${#cs[@]}; i++)); do
         n=${cs[$i]%%|*}
+        [[ $n == plexus* ]] && continue
         peers+=("$n"$'\t'"$(value_of "$id|$n")")
     done
     best=""
