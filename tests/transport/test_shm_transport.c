@@ -647,6 +647,7 @@ START_TEST(test_peer_sigkill)
     T->close(srv.c);
     rfree(r);
     T->listener_close(l.l);
+    free(srv.dst);
 }
 END_TEST
 
