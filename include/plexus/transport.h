@@ -49,20 +49,20 @@ struct ev_loop;
  *   28  2     ext_len    transport extension bytes
  *   30  2     reserved   must be 0
  */
-#define PX_FRAME_MAGIC      0x5850u
-#define PX_WIRE_VERSION     1u
-#define PX_FRAME_HDR_LEN    32u
-#define PX_FRAME_MAX_EXT    1024u
+#define PX_FRAME_MAGIC   0x5850u
+#define PX_WIRE_VERSION  1u
+#define PX_FRAME_HDR_LEN 32u
+#define PX_FRAME_MAX_EXT 1024u
 
 typedef enum px_frame_type {
     PX_FT_HELLO = 1,     /* client -> server: handshake (setup data in the data part) */
     PX_FT_HELLO_ACK = 2, /* server -> client: accept/reject/redirect */
     PX_FT_REQUEST = 3,
-    PX_FT_RESPONSE = 4,  /* aux: 0, or a positive PX_E code when the responder failed */
+    PX_FT_RESPONSE = 4, /* aux: 0, or a positive PX_E code when the responder failed */
     PX_FT_ONEWAY = 5,
-    PX_FT_RECEIPT = 6,   /* id of the one-way message delivered; no payload */
-    PX_FT_CANCEL = 7,    /* id of a request the requester gave up; no payload */
-    PX_FT_FIN = 8,       /* no more frames from the sender; no payload */
+    PX_FT_RECEIPT = 6, /* id of the one-way message delivered; no payload */
+    PX_FT_CANCEL = 7,  /* id of a request the requester gave up; no payload */
+    PX_FT_FIN = 8,     /* no more frames from the sender; no payload */
     PX_FT_FIN_ACK = 9,
     PX_FT_KEEPALIVE = 10,
     PX_FT_TYPE_MAX = 10,
@@ -182,15 +182,15 @@ struct px_tp_listener {
  * until its SEND_COMPLETE event; the memory `seg` points to likewise. The
  * transport owns the `tp_*` fields while it holds the request. */
 typedef struct px_tp_send {
-    px_frame_hdr hdr;        /* ext_len is the transport's to set */
-    const void *app_hdr;     /* hdr.hdr_len bytes */
-    const px_iov *data;      /* hdr.data_len bytes across data_count segments */
+    px_frame_hdr hdr;    /* ext_len is the transport's to set */
+    const void *app_hdr; /* hdr.hdr_len bytes */
+    const px_iov *data;  /* hdr.data_len bytes across data_count segments */
     uint32_t data_count;
-    const px_iov *reply;     /* REQUEST only, optional: where the response should
-                                land, for transports that can write it there */
+    const px_iov *reply; /* REQUEST only, optional: where the response should
+                            land, for transports that can write it there */
     uint32_t reply_count;
-    void *cookie;            /* the caller's */
-    int status;              /* set by the transport before SEND_COMPLETE: 0 or -PX_E... */
+    void *cookie; /* the caller's */
+    int status;   /* set by the transport before SEND_COMPLETE: 0 or -PX_E... */
     /* transport-private */
     struct px_tp_send *tp_next;
     uint64_t tp_done;
@@ -199,39 +199,39 @@ typedef struct px_tp_send {
 } px_tp_send;
 
 typedef enum px_tp_event_type {
-    PX_TP_EV_CONNECTED = 1,   /* connect() finished; data: NULL */
-    PX_TP_EV_NEW_CONN,        /* a listener has a peer; data: px_tp_conn* to accept/reject */
-    PX_TP_EV_RX_ASSIGN,       /* data: px_tp_rx*; fill dst/dst_count to receive straight
-                                 into it and return 0, or return nonzero for in-place */
-    PX_TP_EV_FRAME,           /* data: px_tp_rx*, valid during the call only */
-    PX_TP_EV_SEND_COMPLETE,   /* data: px_tp_send*, with its status set */
-    PX_TP_EV_DISCONNECTED,    /* data: int* reason; the link is gone, close() it */
-    PX_TP_EV_ERROR,           /* data: int* reason; a protocol error; DISCONNECTED follows */
+    PX_TP_EV_CONNECTED = 1, /* connect() finished; data: NULL */
+    PX_TP_EV_NEW_CONN,      /* a listener has a peer; data: px_tp_conn* to accept/reject */
+    PX_TP_EV_RX_ASSIGN,     /* data: px_tp_rx*; fill dst/dst_count to receive straight
+                               into it and return 0, or return nonzero for in-place */
+    PX_TP_EV_FRAME,         /* data: px_tp_rx*, valid during the call only */
+    PX_TP_EV_SEND_COMPLETE, /* data: px_tp_send*, with its status set */
+    PX_TP_EV_DISCONNECTED,  /* data: int* reason; the link is gone, close() it */
+    PX_TP_EV_ERROR,         /* data: int* reason; a protocol error; DISCONNECTED follows */
 } px_tp_event_type;
 
 /* A received frame. */
 typedef struct px_tp_rx {
     px_frame_hdr hdr;
-    const void *app_hdr;  /* hdr.hdr_len bytes */
-    const void *data;     /* in place: hdr.data_len contiguous bytes; NULL if assigned */
-    px_iov *dst;          /* RX_ASSIGN: filled by the observer */
+    const void *app_hdr; /* hdr.hdr_len bytes */
+    const void *data;    /* in place: hdr.data_len contiguous bytes; NULL if assigned */
+    px_iov *dst;         /* RX_ASSIGN: filled by the observer */
     uint32_t dst_count;
-    uint32_t more;        /* FRAME: complete frames already received after this one */
-    void *owner_cookie;   /* RX_ASSIGN -> FRAME: the observer's, carried through */
+    uint32_t more;      /* FRAME: complete frames already received after this one */
+    void *owner_cookie; /* RX_ASSIGN -> FRAME: the observer's, carried through */
 } px_tp_rx;
 
 /* What a transport can do; fills from get_caps. */
-#define PX_TP_CAP_RX_DIRECT  (1u << 0) /* honours RX_ASSIGN for large frames */
-#define PX_TP_CAP_ZCOPY_SEND (1u << 1) /* sends from the caller's buffers */
+#define PX_TP_CAP_RX_DIRECT    (1u << 0) /* honours RX_ASSIGN for large frames */
+#define PX_TP_CAP_ZCOPY_SEND   (1u << 1) /* sends from the caller's buffers */
 #define PX_TP_CAP_REPLY_DIRECT (1u << 2) /* uses px_tp_send.reply (RDMA WRITE) */
-#define PX_TP_CAP_POLL       (1u << 3) /* poll() makes progress without the loop */
-#define PX_TP_CAP_ONE_COPY   (1u << 4) /* large data moves with one copy (CMA, RDMA) */
+#define PX_TP_CAP_POLL         (1u << 3) /* poll() makes progress without the loop */
+#define PX_TP_CAP_ONE_COPY     (1u << 4) /* large data moves with one copy (CMA, RDMA) */
 
 typedef struct px_tp_caps {
     uint32_t flags;
-    uint32_t max_iov;       /* data segments per send */
-    uint32_t max_inline;    /* frames this small go inline/in place */
-    uint64_t max_msg;       /* largest data_len */
+    uint32_t max_iov;    /* data segments per send */
+    uint32_t max_inline; /* frames this small go inline/in place */
+    uint64_t max_msg;    /* largest data_len */
 } px_tp_caps;
 
 /* What the context gives each transport instance; owned by the context. */
@@ -247,9 +247,9 @@ typedef struct px_tp_host {
 /* The vtable. Mandatory unless marked optional; px_transport_register()
  * refuses a table that lacks one. Every op returns 0 or -PX_E... */
 typedef struct px_transport {
-    uint32_t abi;                 /* PX_TRANSPORT_ABI */
-    const char *name;             /* "tcp" */
-    const char *const *schemes;   /* NULL-terminated: {"tcp", "unix", NULL} */
+    uint32_t abi;               /* PX_TRANSPORT_ABI */
+    const char *name;           /* "tcp" */
+    const char *const *schemes; /* NULL-terminated: {"tcp", "unix", NULL} */
 
     /* One instance per context, created lazily on first use. */
     int (*init)(const px_tp_host *host, px_tp **out);
@@ -303,6 +303,25 @@ const px_transport *px_transport_find(const char *scheme);
 
 /* Call fn for every registered transport; returns how many. */
 int px_transport_foreach(void (*fn)(const px_transport *ops, void *arg), void *arg);
+
+/* ---- helpers for transports ------------------------------------------------ */
+
+/* Check a request given to send(): segments present and adding up to
+ * hdr.data_len, at most max_iov of them, a header the peer would accept.
+ * Sets hdr.version, hdr.ext_len = 0 and writes the wire header into
+ * tp_wire (a transport that uses ext sets it and encodes again).
+ * Returns 0; -PX_EINVAL; -PX_ETOOMANY. */
+int px_tp_send_check(px_tp_send *req, uint32_t max_iov);
+
+/* Nonzero when an RX_ASSIGN destination can hold hdr.data_len bytes (every
+ * segment with a base). The owner's vector is never trusted blindly. */
+int px_tp_rx_dst_covers(const px_tp_rx *rx);
+
+/* Place `len` bytes at the cursor (*idx, *off) of a destination vector and
+ * advance it; with src NULL only advance (the bytes were put there by a
+ * scatter read). Returns the bytes that did not fit (0 normally). */
+size_t px_iov_put(const px_iov *iov, uint32_t count, uint32_t *idx, size_t *off, const void *src,
+                  size_t len);
 
 /* For transports: the memory region behind a px_mr. Returns 0, or
  * -PX_ENOENT when it is plain registered memory without an fd. */

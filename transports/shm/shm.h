@@ -231,7 +231,6 @@ int shm_tx_arm_wait(shm_conn *c);
 int shm_rx_drain(shm_conn *c);
 /* The pinned sends have left: release the rx ring held for them. */
 void shm_rx_unpin(shm_conn *c);
-int shm_rx_dst_covers(const px_tp_rx *rx);
 void shm_rx_dst_copy(shm_conn *c, const uint8_t *src, size_t len);
 int shm_rx_own_reserve(shm_conn *c, size_t len);
 

@@ -53,37 +53,11 @@ uint32_t shm_rx_more(shm_conn *c)
     return c->more_left;
 }
 
-int shm_rx_dst_covers(const px_tp_rx *rx)
-{
-    if (!rx->dst || rx->dst_count == 0)
-        return 0;
-    uint64_t sum = 0;
-    for (uint32_t i = 0; i < rx->dst_count; i++) {
-        if (rx->dst[i].len && !rx->dst[i].base)
-            return 0;
-        sum += rx->dst[i].len;
-    }
-    return sum >= rx->hdr.data_len;
-}
-
-/* Copy `len` bytes into the destination at the cursor. */
+/* Copy `len` bytes into the large frame's destination at the cursor. */
 void shm_rx_dst_copy(shm_conn *c, const uint8_t *src, size_t len)
 {
     c->rx_left -= len;
-    while (len) {
-        px_iov *d = &c->rxf.dst[c->dst_idx];
-        size_t room = d->len - c->dst_off;
-        if (room == 0) {
-            c->dst_idx++;
-            c->dst_off = 0;
-            continue;
-        }
-        size_t k = room < len ? room : len;
-        memcpy((uint8_t *)d->base + c->dst_off, src, k);
-        src += k;
-        c->dst_off += k;
-        len -= k;
-    }
+    px_iov_put(c->rxf.dst, c->rxf.dst_count, &c->dst_idx, &c->dst_off, src, len);
 }
 
 int shm_rx_own_reserve(shm_conn *c, size_t len)
@@ -120,7 +94,7 @@ int shm_rx_assign(shm_conn *c, int *own)
         return -1;
     *own = declined != 0;
     if (!declined) {
-        if (!shm_rx_dst_covers(&c->rxf)) {
+        if (!px_tp_rx_dst_covers(&c->rxf)) {
             PX_LOGE("shm: RX_ASSIGN gave a buffer shorter than %u bytes", c->rxf.hdr.data_len);
             return shm_fail(c, -PX_ESHORTBUF);
         }
@@ -168,7 +142,7 @@ static int rx_frame(shm_conn *c, const px_frame_hdr *h, const uint8_t *p, uint32
         if (shm_upcall(c, PX_TP_EV_RX_ASSIGN, &c->rxf, &declined) < 0)
             return -1;
         if (!declined) {
-            if (!shm_rx_dst_covers(&c->rxf)) {
+            if (!px_tp_rx_dst_covers(&c->rxf)) {
                 PX_LOGE("shm: RX_ASSIGN gave a buffer shorter than %u bytes", h->data_len);
                 return shm_fail(c, -PX_ESHORTBUF);
             }

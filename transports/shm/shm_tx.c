@@ -238,25 +238,6 @@ int shm_tx_arm_wait(shm_conn *c)
     return 0;
 }
 
-static int check_send(const px_tp_send *req)
-{
-    if (req->hdr.type < 1 || req->hdr.type > PX_FT_TYPE_MAX || (req->hdr.flags & ~PX_FF_MASK))
-        return -PX_EINVAL;
-    if (req->hdr.hdr_len && !req->app_hdr)
-        return -PX_EINVAL;
-    if (req->data_count > SHM_MAX_IOV)
-        return -PX_ETOOMANY;
-    if (req->data_count && !req->data)
-        return -PX_EINVAL;
-    uint64_t sum = 0;
-    for (uint32_t i = 0; i < req->data_count; i++) {
-        if (req->data[i].len && !req->data[i].base)
-            return -PX_EINVAL;
-        sum += req->data[i].len;
-    }
-    return sum == req->hdr.data_len ? 0 : -PX_EINVAL;
-}
-
 int shm_tx_send(px_tp_conn *pc, px_tp_send *req)
 {
     shm_conn *c = (shm_conn *)pc;
@@ -266,10 +247,9 @@ int shm_tx_send(px_tp_conn *pc, px_tp_send *req)
         return -PX_ENOTCONN;
     if (c->state == SHM_DEAD)
         return -PX_EDISCONNECTED;
-    int rc = check_send(req);
+    int rc = px_tp_send_check(req, SHM_MAX_IOV);
     if (rc)
         return rc;
-    req->hdr.ext_len = 0;
     req->tp_next = NULL;
     req->tp_done = 0;
     req->status = 0;

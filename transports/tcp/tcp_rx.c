@@ -102,41 +102,12 @@ static int deliver_in_place(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix,
     return tcp_upcall(c, PX_TP_EV_FRAME, &rx, NULL);
 }
 
-/* Copy `len` bytes from src (or, with src NULL, account bytes readv already
- * put there) into the destination at the cursor. */
+/* Place `len` bytes (src NULL: already placed by readv) into the large
+ * frame's destination. */
 static void dst_consume(tcp_conn *c, const uint8_t *src, size_t len)
 {
     c->rx_left -= len;
-    while (len) {
-        px_iov *d = &c->rx.dst[c->dst_idx];
-        size_t room = d->len - c->dst_off;
-        if (room == 0) {
-            c->dst_idx++;
-            c->dst_off = 0;
-            continue;
-        }
-        size_t k = room < len ? room : len;
-        if (src) {
-            memcpy((uint8_t *)d->base + c->dst_off, src, k);
-            src += k;
-        }
-        c->dst_off += k;
-        len -= k;
-    }
-}
-
-/* Never trust the owner's buffer: a short one would be overrun. */
-static int dst_covers(const px_tp_rx *rx)
-{
-    if (!rx->dst || rx->dst_count == 0)
-        return 0;
-    uint64_t sum = 0;
-    for (uint32_t i = 0; i < rx->dst_count; i++) {
-        if (rx->dst[i].len && !rx->dst[i].base)
-            return 0;
-        sum += rx->dst[i].len;
-    }
-    return sum >= rx->hdr.data_len;
+    px_iov_put(c->rx.dst, c->rx.dst_count, &c->dst_idx, &c->dst_off, src, len);
 }
 
 static int rx_finish_large(tcp_conn *c)
@@ -183,7 +154,7 @@ static int rx_begin_large(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix)
     if (tcp_upcall(c, PX_TP_EV_RX_ASSIGN, &c->rx, &declined) < 0)
         return -1;
     if (!declined) {
-        if (!dst_covers(&c->rx)) {
+        if (!px_tp_rx_dst_covers(&c->rx)) {
             PX_LOGE("tcp: RX_ASSIGN gave a buffer shorter than %u bytes", h->data_len);
             return tcp_fail(c, -PX_ESHORTBUF);
         }

@@ -248,33 +248,6 @@ void tcp_tx_flush_dirty(tcp_tp *tp)
     }
 }
 
-/* Refuse what the peer would refuse: a bad frame would cost the whole
- * connection, a bad length would desynchronise the stream. */
-static int check_send(px_tp_send *req)
-{
-    if (req->hdr.hdr_len && !req->app_hdr)
-        return -PX_EINVAL;
-    if (req->data_count > TCP_MAX_IOV)
-        return -PX_ETOOMANY;
-    if (req->data_count && !req->data)
-        return -PX_EINVAL;
-    uint64_t sum = 0;
-    for (uint32_t i = 0; i < req->data_count; i++) {
-        if (req->data[i].len && !req->data[i].base)
-            return -PX_EINVAL;
-        sum += req->data[i].len;
-    }
-    if (sum != req->hdr.data_len)
-        return -PX_EINVAL;
-    /* The wire format is ours: version and extension length are set here. */
-    req->hdr.version = PX_WIRE_VERSION;
-    req->hdr.ext_len = 0;
-    px_frame_encode(&req->hdr, req->tp_wire);
-    static const px_frame_limits any = {.max_hdr = UINT16_MAX, .max_data = UINT32_MAX};
-    px_frame_hdr h;
-    return px_frame_decode(req->tp_wire, PX_FRAME_HDR_LEN, &any, &h) ? -PX_EINVAL : 0;
-}
-
 int tcp_tx_send(px_tp_conn *pc, px_tp_send *req)
 {
     tcp_conn *c = (tcp_conn *)pc;
@@ -284,7 +257,7 @@ int tcp_tx_send(px_tp_conn *pc, px_tp_send *req)
         return -PX_ENOTCONN;
     if (c->state == TCP_DEAD)
         return -PX_EDISCONNECTED;
-    int rc = check_send(req);
+    int rc = px_tp_send_check(req, TCP_MAX_IOV);
     if (rc)
         return rc;
     req->tp_next = NULL;

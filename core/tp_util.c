@@ -1,0 +1,69 @@
+/* Small pieces every transport needs the same way: checking what the owner
+ * hands down (a send request, a receive destination) and filling a
+ * destination vector piece by piece. */
+#include <string.h>
+
+#include "plexus/error.h"
+#include "plexus/transport.h"
+
+int px_tp_send_check(px_tp_send *req, uint32_t max_iov)
+{
+    if (req->hdr.hdr_len && !req->app_hdr)
+        return -PX_EINVAL;
+    if (req->data_count > max_iov)
+        return -PX_ETOOMANY;
+    if (req->data_count && !req->data)
+        return -PX_EINVAL;
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < req->data_count; i++) {
+        if (req->data[i].len && !req->data[i].base)
+            return -PX_EINVAL;
+        sum += req->data[i].len;
+    }
+    if (sum != req->hdr.data_len)
+        return -PX_EINVAL;
+    /* A bad frame would cost the peer the whole connection: refuse here
+     * whatever the peer's decoder would refuse there. */
+    req->hdr.version = PX_WIRE_VERSION;
+    req->hdr.ext_len = 0;
+    px_frame_encode(&req->hdr, req->tp_wire);
+    static const px_frame_limits any = {.max_hdr = UINT16_MAX, .max_data = UINT32_MAX};
+    px_frame_hdr h;
+    return px_frame_decode(req->tp_wire, PX_FRAME_HDR_LEN, &any, &h) ? -PX_EINVAL : 0;
+}
+
+int px_tp_rx_dst_covers(const px_tp_rx *rx)
+{
+    if (!rx->dst || rx->dst_count == 0)
+        return 0;
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < rx->dst_count; i++) {
+        if (rx->dst[i].len && !rx->dst[i].base)
+            return 0;
+        sum += rx->dst[i].len;
+    }
+    return sum >= rx->hdr.data_len;
+}
+
+size_t px_iov_put(const px_iov *iov, uint32_t count, uint32_t *idx, size_t *off, const void *src,
+                  size_t len)
+{
+    const uint8_t *p = src;
+    while (len && *idx < count) {
+        const px_iov *d = &iov[*idx];
+        size_t room = d->len - *off;
+        if (room == 0) {
+            (*idx)++;
+            *off = 0;
+            continue;
+        }
+        size_t k = room < len ? room : len;
+        if (p) {
+            memcpy((uint8_t *)d->base + *off, p, k);
+            p += k;
+        }
+        *off += k;
+        len -= k;
+    }
+    return len;
+}
