@@ -252,6 +252,15 @@ static void on_session_event(px_session *sess, const px_event *ev, void *user)
         }
         px_ctx_stop(w->ctx);
         break;
+    case PX_EV_CONN_TEARDOWN:
+        /* A connection that never came up can end with no DISCONNECTED
+         * before it (seen for an unresolvable host): treat it as one. */
+        if (w->established < w->n_conns && !w->setup_failed) {
+            w->setup_failed = 1;
+            w->setup_reason = ev->reason ? ev->reason : -PX_ENOTCONN;
+            px_ctx_stop(w->ctx);
+        }
+        break;
     case PX_EV_SESSION_TEARDOWN:
         if (++w->teardowns == w->n_conns)
             px_ctx_stop(w->ctx);
