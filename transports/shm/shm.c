@@ -44,6 +44,7 @@ static shm_listener *LST(px_tp_listener *p)
 static void stats_add(shm_stats *to, const shm_stats *s)
 {
     to->tx_inline += s->tx_inline;
+    to->tx_bounced += s->tx_bounced;
     to->tx_cma += s->tx_cma;
     to->tx_chunked += s->tx_chunked;
     to->rx_inline += s->rx_inline;

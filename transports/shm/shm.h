@@ -65,6 +65,7 @@ typedef struct shm_opts {
 /* Transfer counters for one conn or the instance (sums of closed conns). */
 typedef struct shm_stats {
     uint64_t tx_inline, tx_cma, tx_chunked;
+    uint64_t tx_bounced; /* inline frames copied out of receive memory to free the ring */
     uint64_t rx_inline, rx_cma, rx_chunked;
     uint64_t wakes_sent; /* eventfd writes */
 } shm_stats;

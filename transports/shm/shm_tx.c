@@ -9,11 +9,13 @@
  * Per-request private state (the transport owns these while it holds the
  * request):
  *   tp_priv[0]  mode (low byte: TX_*), TX_HEAD_DONE, TX_PINNED
- *   tp_priv[1]  chunked: data segment index of the cursor
+ *   tp_priv[1]  chunked: data segment index of the cursor; inline and
+ *               TX_BOUNCED: the copied body (app header + data)
  *   tp_priv[2]  chunked: offset in that segment
  *   tp_priv[3]  CMA: the ack count that completes it (0: none needed)
  *   tp_done     chunked: data bytes written
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -73,6 +75,12 @@ static int write_inline(shm_conn *c, px_tp_send *s)
         return rc;
     px_frame_encode(&s->hdr, p);
     p += PX_FRAME_HDR_LEN;
+    if (s->tp_priv[0] & TX_BOUNCED) {
+        memcpy(p, (const void *)(uintptr_t)s->tp_priv[1], len - PX_FRAME_HDR_LEN);
+        shm_ring_commit(&c->tx, len, SHM_REC_FRAME);
+        c->stats.tx_inline++;
+        return 1;
+    }
     if (s->hdr.hdr_len) {
         memcpy(p, s->app_hdr, s->hdr.hdr_len);
         p += s->hdr.hdr_len;
@@ -113,18 +121,56 @@ static int in_rx_memory(const shm_conn *c, const void *p, size_t len)
     return c->own && b < c->own + c->own_cap && e > c->own;
 }
 
+/* Copy an inline frame's body aside so it no longer depends on receive
+ * memory. Returns 0, or -PX_ENOMEM. */
+static int bounce(px_tp_send *s)
+{
+    size_t body = (size_t)s->hdr.hdr_len + s->hdr.data_len;
+    uint8_t *b = malloc(body ? body : 1), *p = b;
+    if (!b)
+        return -PX_ENOMEM;
+    if (s->hdr.hdr_len) {
+        memcpy(p, s->app_hdr, s->hdr.hdr_len);
+        p += s->hdr.hdr_len;
+    }
+    for (uint32_t i = 0; i < s->data_count; i++) {
+        if (s->data[i].len)
+            memcpy(p, s->data[i].base, s->data[i].len);
+        p += s->data[i].len;
+    }
+    s->tp_priv[1] = (uintptr_t)b;
+    s->tp_priv[0] |= TX_BOUNCED;
+    return 0;
+}
+
+static void bounce_free(px_tp_send *s)
+{
+    if (!(s->tp_priv[0] & TX_BOUNCED))
+        return;
+    free((void *)(uintptr_t)s->tp_priv[1]);
+    s->tp_priv[0] &= ~(uint64_t)TX_BOUNCED;
+}
+
 /* A request that could not be written at once and points into our receive
- * memory (typically a response echoing an in-place request) holds the rx
- * ring until it has been written: the in-place contract. */
+ * memory (typically a response echoing an in-place request). An inline one
+ * is copied aside: holding the receive ring until it leaves would deadlock
+ * two peers that both echo into full rings. A large one (rare: in-place
+ * deliveries are small) holds the rx ring until it has been written. */
 static void maybe_pin(shm_conn *c, px_tp_send *s)
 {
     int pin = s->hdr.hdr_len && in_rx_memory(c, s->app_hdr, s->hdr.hdr_len);
     for (uint32_t i = 0; !pin && i < s->data_count; i++)
         pin = in_rx_memory(c, s->data[i].base, s->data[i].len);
-    if (pin) {
-        s->tp_priv[0] |= TX_PINNED;
-        c->rx_pins++;
+    if (!pin)
+        return;
+    if ((s->tp_priv[0] & TX_MODE) == 0)
+        s->tp_priv[0] |= fits_inline(c, s) ? TX_INLINE : TX_BULK;
+    if ((s->tp_priv[0] & TX_MODE) == TX_INLINE && bounce(s) == 0) {
+        c->stats.tx_bounced++;
+        return;
     }
+    s->tp_priv[0] |= TX_PINNED;
+    c->rx_pins++;
 }
 
 static void unpin(shm_conn *c, px_tp_send *s)
@@ -139,6 +185,7 @@ static void unpin(shm_conn *c, px_tp_send *s)
 static void to_done(shm_conn *c, px_tp_send *s)
 {
     unpin(c, s);
+    bounce_free(s);
     fifo_push(&c->done, &c->done_tail, s);
     shm_mark_work(c);
     /* Waiting for an ack: the prepare hook must arm prod_wait before the
@@ -211,6 +258,7 @@ int shm_tx_fail_all(shm_conn *c, int status)
     c->rx_pins = 0;
     while (c->txq) {
         px_tp_send *s = fifo_pop(&c->txq, &c->txq_tail);
+        bounce_free(s);
         s->status = status;
         if (shm_upcall(c, PX_TP_EV_SEND_COMPLETE, s, NULL) < 0)
             return -1;

@@ -12,6 +12,7 @@
 #define TX_CHUNKED   4u
 #define TX_HEAD_DONE 0x100u /* chunked: the CHUNKED head record is written */
 #define TX_PINNED    0x200u /* counted in conn->rx_pins */
+#define TX_BOUNCED   0x400u /* inline: body copied aside, at tp_priv[1] */
 
 /* Publish sealed records and wake the consumer if it sleeps. */
 void shm_tx_publish(shm_conn *c);
