@@ -178,10 +178,10 @@ void conn_start_connect(px_conn *c, const char *uri)
     snprintf(c->uri, sizeof(c->uri), "%s", uri);
     c->state = CS_CONNECTING;
     if (rc < 0) {
-        /* Reported like any failed connect, from the loop, not from here. */
+        /* Reported like any failed connect (DISCONNECTED with the reason,
+         * then TEARDOWN), from the loop, not from inside px_connect(). */
         c->close_reason = rc;
-        c->state = CS_DEAD;
-        c->teardown_queued = 1;
+        c->connect_failed = 1;
         px_ctx_defer(c->ctx, &c->teardown_d);
     }
 }
@@ -584,7 +584,7 @@ static void teardown_fn(px_deferred *d)
     px_conn *c = PX_CONTAINER_OF(d, px_conn, teardown_d);
     if (c->state != CS_DEAD) {
         /* px_conn_disconnect(), or a close before the handshake ended. */
-        conn_die(c, c->graceful ? c->close_reason : -PX_EFLUSHED);
+        conn_die(c, c->graceful || c->connect_failed ? c->close_reason : -PX_EFLUSHED);
         return; /* conn_die queued us again */
     }
     px_session *s = c->session;
