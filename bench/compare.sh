@@ -65,9 +65,11 @@ fi
 if [ -z "$build" ]; then
     build=$src/build-compare
     log "building into $build"
+    mkdir -p "$build"
     { cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPX_BUILD_TESTS=OFF &&
-        cmake --build "$build" -j"$(nproc)" --target px-perf floor_tcp floor_shm floor_memcpy; } >&2 ||
-        { echo "compare.sh: build failed" >&2; exit 1; }
+        cmake --build "$build" -j"$(nproc)" --target px-perf floor_tcp floor_shm floor_memcpy; } \
+        >"$build/compare-build.log" 2>&1 ||
+        { tail -n 30 "$build/compare-build.log" >&2; echo "compare.sh: build failed (log: $build/compare-build.log)" >&2; exit 1; }
 fi
 perf=$build/tools/perf/px-perf
 ftcp=$build/bench/floor_tcp
