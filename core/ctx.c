@@ -76,6 +76,7 @@ static void init_host(px_ctx *ctx)
     ctx->host.limits.max_hdr = ctx->opts.max_header_size;
     ctx->host.limits.max_data = (uint32_t)ctx->opts.max_msg_size;
     ctx->host.inline_threshold = ctx->opts.inline_threshold;
+    ctx->host.pass_nonblocking = &ctx->pass_nonblocking;
 }
 
 int px_ctx_create(const px_ctx_opts *opts, px_ctx **out)
@@ -152,8 +153,14 @@ int px_ctx_destroy(px_ctx *ctx)
     return 0;
 }
 
-/* One non-blocking pass: transports' own polling, then whatever libev has
- * ready. Returns the number of events handled. */
+/* One non-blocking pass: the transports' own polling (no syscall for shm,
+ * one read per active connection for tcp), then work deferred by what it
+ * delivered. libev (an epoll_wait, ~10x a ring check) runs once every
+ * POLL_LOOP_EVERY passes, busy or idle, so new connections, timers, posts
+ * and quiet fds are still served while a spin notices the peer within a
+ * ring check. Returns the events handled. */
+#define POLL_LOOP_EVERY 64
+
 static int poll_once(px_ctx *ctx)
 {
     uint64_t before = ctx->activity;
@@ -161,7 +168,14 @@ static int poll_once(px_ctx *ctx)
     for (unsigned i = 0; i < ctx->n_tps; i++)
         if (ctx->tps[i].ops->poll)
             n += ctx->tps[i].ops->poll(ctx->tps[i].tp);
-    ev_run(ctx->loop, EVRUN_NOWAIT);
+    if (!px_list_empty(&ctx->deferred))
+        run_deferred(ctx);
+    if (++ctx->polls_since_loop >= POLL_LOOP_EVERY || ctx->n_tps == 0) {
+        ctx->polls_since_loop = 0;
+        ctx->pass_nonblocking = 1;
+        ev_run(ctx->loop, EVRUN_NOWAIT);
+        ctx->pass_nonblocking = 0;
+    }
     return n + (int)(ctx->activity - before);
 }
 

@@ -52,8 +52,10 @@ struct px_ctx {
 
     int stop_req; /* atomic */
     int running;
-    uint64_t activity;  /* bumped by every event handled: polling mode's progress signal */
-    unsigned n_objects; /* servers + sessions alive on this context */
+    uint64_t activity;         /* bumped by every event handled: polling mode's progress signal */
+    unsigned polls_since_loop; /* polling passes since libev last ran */
+    int pass_nonblocking;      /* px_tp_host.pass_nonblocking points here */
+    unsigned n_objects;        /* servers + sessions alive on this context */
 
     /* State an upper layer keeps per context (the session layer's task
      * cache), freed by layer_fini at destroy. Core never looks inside. */

@@ -104,6 +104,14 @@ static int check_limits(const px_frame_hdr *h, const px_frame_limits *lim)
     return 0;
 }
 
+int px_frame_check(const px_frame_hdr *h, const px_frame_limits *lim)
+{
+    if (h->version != PX_WIRE_VERSION)
+        return -PX_EVERSION;
+    int rc = check_fields(h, 0);
+    return rc ? rc : check_limits(h, lim);
+}
+
 int px_frame_decode(const void *buf, size_t len, const px_frame_limits *lim, px_frame_hdr *out)
 {
     if (buf == NULL || lim == NULL || out == NULL)

@@ -26,10 +26,8 @@ int px_tp_send_check(px_tp_send *req, uint32_t max_iov)
      * whatever the peer's decoder would refuse there. */
     req->hdr.version = PX_WIRE_VERSION;
     req->hdr.ext_len = 0;
-    px_frame_encode(&req->hdr, req->tp_wire);
     static const px_frame_limits any = {.max_hdr = UINT16_MAX, .max_data = UINT32_MAX};
-    px_frame_hdr h;
-    return px_frame_decode(req->tp_wire, PX_FRAME_HDR_LEN, &any, &h) ? -PX_EINVAL : 0;
+    return px_frame_check(&req->hdr, &any) ? -PX_EINVAL : 0;
 }
 
 int px_tp_rx_dst_covers(const px_tp_rx *rx)

@@ -63,11 +63,21 @@ px_task *task_get(px_ctx *ctx)
         return NULL;
     px_task *t = tc->free;
     tc->free = (px_task *)(void *)t->send.tp_next;
-    uint32_t gen = t->gen + 1;
-    memset(t, 0, sizeof(*t));
-    t->gen = gen ? gen : 1;
+    /* Only what every task relies on starts at zero: the caller-owned part of
+     * the send request and the task's own state. rx_msg (200 bytes) is set
+     * up by the receive side, which alone uses it; transport-owned fields
+     * are the transport's to set. */
+    memset(&t->send, 0, offsetof(px_tp_send, tp_next));
     t->send.cookie = t;
     px_list_init(&t->link);
+    t->conn = NULL;
+    t->msg = NULL;
+    t->buf = NULL;
+    t->kind = t->state = t->in_transport = t->released = 0;
+    t->inplace_hdr = t->inplace_data = t->silent = t->auto_answered = 0;
+    t->short_reply = t->app_assigned = 0;
+    t->peer_id = 0;
+    t->gen = t->gen + 1 ? t->gen + 1 : 1;
     return t;
 }
 

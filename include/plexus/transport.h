@@ -104,6 +104,11 @@ void px_frame_encode(const px_frame_hdr *h, uint8_t out[PX_FRAME_HDR_LEN]);
  * `lim`, since they arrive before limits are agreed. */
 int px_frame_decode(const void *buf, size_t len, const px_frame_limits *lim, px_frame_hdr *out);
 
+/* The rules px_frame_decode() applies, for a header already in host order
+ * (a frame about to be sent). Returns 0, -PX_EPROTO, -PX_EVERSION or
+ * -PX_EMSGSIZE as px_frame_decode() would. */
+int px_frame_check(const px_frame_hdr *h, const px_frame_limits *lim);
+
 /* Total bytes of the frame that `h` heads. */
 static inline uint64_t px_frame_len(const px_frame_hdr *h)
 {
@@ -240,6 +245,11 @@ typedef struct px_tp_host {
     struct ev_loop *loop;   /* the context's libev loop */
     px_frame_limits limits; /* decode limits */
     uint32_t inline_threshold;
+    /* Nonzero while the current loop pass cannot block (the context is
+     * busy-polling and will poll again): a transport's prepare hook need
+     * not arm wake-ups then. Zero when the loop may sleep after the pass:
+     * every wake-up a transport relies on must be armed. */
+    const int *pass_nonblocking;
 } px_tp_host;
 
 #define PX_TRANSPORT_ABI 1
@@ -308,8 +318,8 @@ int px_transport_foreach(void (*fn)(const px_transport *ops, void *arg), void *a
 
 /* Check a request given to send(): segments present and adding up to
  * hdr.data_len, at most max_iov of them, a header the peer would accept.
- * Sets hdr.version, hdr.ext_len = 0 and writes the wire header into
- * tp_wire (a transport that uses ext sets it and encodes again).
+ * Sets hdr.version and hdr.ext_len = 0 (a transport that uses ext sets it
+ * after); encoding the header is the transport's, where it writes it.
  * Returns 0; -PX_EINVAL; -PX_ETOOMANY. */
 int px_tp_send_check(px_tp_send *req, uint32_t max_iov);
 

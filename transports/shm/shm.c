@@ -311,10 +311,10 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     shm_tp *tp = PX_CONTAINER_OF(w, shm_tp, prep);
     shm_progress(tp);
-    if (tp->polled) {
-        /* We are inside poll()'s non-blocking loop pass: the caller keeps
-         * polling, so nothing needs a wake-up yet. */
-        tp->polled = 0;
+    if (tp->host.pass_nonblocking && *tp->host.pass_nonblocking) {
+        /* A busy-polling context's non-blocking pass: it polls again, so
+         * nothing needs a wake-up yet (arming one would cost the peer an
+         * eventfd write). */
         return;
     }
     int need = 0;
@@ -734,7 +734,6 @@ static int shm_poll(px_tp *ptp)
     shm_tp *tp = TP(ptp);
     if (tp->in_progress)
         return 0; /* re-entered from an upcall: the outer call finishes the work */
-    tp->polled = 1;
     uint64_t before = tp->nevents;
     shm_progress(tp);
     service_hot(tp);

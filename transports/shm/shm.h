@@ -82,7 +82,6 @@ typedef struct shm_tp {
     px_list conns;     /* every conn not yet freed */
     px_list listeners; /* every listener not yet freed */
     int in_progress;   /* shm_progress() is on the stack */
-    int polled;        /* poll() ran since the last prepare: the loop will not block */
     uint32_t spin_us;  /* the largest spin_us of any conn */
     uint64_t nevents;  /* upcalls made, for poll()'s return value */
     shm_stats stats;

@@ -260,6 +260,7 @@ int tcp_tx_send(px_tp_conn *pc, px_tp_send *req)
     int rc = px_tp_send_check(req, TCP_MAX_IOV);
     if (rc)
         return rc;
+    px_frame_encode(&req->hdr, req->tp_wire);
     req->tp_next = NULL;
     req->tp_priv[0] = 0; /* no bounce copy */
     req->tp_done = 0;
