@@ -97,7 +97,7 @@ int px_ctx_create(const px_ctx_opts *opts, px_ctx **out)
         return -PX_EMFILE;
     }
     ev_set_userdata(ctx->loop, ctx);
-    px_bufpool_init(&ctx->bufs, 0);
+    px_bufpool_init(&ctx->bufs, (size_t)ctx->opts.buf_cache_bytes);
     init_host(ctx);
     px_list_init(&ctx->deferred);
     px_list_init(&ctx->posted);

@@ -27,6 +27,8 @@ static void apply_defaults(px_ctx_opts *o)
         o->inline_threshold = PX_DEF_INLINE;
     if (o->max_sessions == 0)
         o->max_sessions = PX_DEF_MAX_SESSIONS;
+    if (o->buf_cache_bytes == 0)
+        o->buf_cache_bytes = PX_DEF_BUF_CACHE;
 }
 
 static int check_ranges(const px_ctx_opts *o)

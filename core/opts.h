@@ -12,6 +12,7 @@
 #define PX_MIN_MAX_IOV          16u
 #define PX_DEF_INLINE           (16u << 10)
 #define PX_DEF_MAX_SESSIONS     16384u
+#define PX_DEF_BUF_CACHE        (256ull << 20)
 
 /* Copy `in` (NULL: all defaults) to `out` with every zero replaced by its
  * default. Returns 0; -PX_EINVAL for a value out of range (queue_depth over

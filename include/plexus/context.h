@@ -43,6 +43,12 @@ typedef struct px_ctx_opts {
     uint32_t inline_threshold;
     /* Maximum sessions a server on this context accepts. Default 16384. */
     uint32_t max_sessions;
+    /* Bytes of freed receive buffers (for messages above the inline
+     * threshold) kept for reuse rather than returned to the system. A fresh
+     * buffer must be faulted in, which costs more than copying into it: keep
+     * at least the largest message times the messages in flight. Default
+     * 256 MiB. */
+    uint64_t buf_cache_bytes;
 } px_ctx_opts;
 
 /* Create a context. `opts` may be NULL for all defaults. On success *out

@@ -210,6 +210,14 @@ int shm_rx_drain(shm_conn *c)
         if (rx_record(c, kind, p, len) < 0)
             return -1; /* gone: hands off */
         n++;
+        if (kind == SHM_REC_CMA || kind == SHM_REC_CHUNKED) {
+            /* A bulk move takes long: let the sends it answered complete
+             * (and free their buffers) before the next one, rather than
+             * after a whole batch of them. */
+            if (shm_ring_nonempty(&c->rx))
+                shm_mark_work(c);
+            break;
+        }
     }
     c->in_rx = 0;
     if (n) {
