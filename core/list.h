@@ -9,7 +9,7 @@ typedef struct px_list {
     struct px_list *prev, *next;
 } px_list;
 
-#define PX_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define PX_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static inline void px_list_init(px_list *h)
 {

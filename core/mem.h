@@ -16,8 +16,8 @@ struct px_mr {
     px_ctx *ctx;
     void *addr;
     size_t len;
-    int fd;          /* memfd behind px_mem_alloc() memory, else -1 */
-    int allocated;   /* made by px_mem_alloc() */
+    int fd;        /* memfd behind px_mem_alloc() memory, else -1 */
+    int allocated; /* made by px_mem_alloc() */
     void *tp_handle[PX_MR_MAX_TP];
 };
 

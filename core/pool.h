@@ -9,9 +9,9 @@
 #include <stdint.h>
 
 typedef struct px_pool {
-    void *mem;        /* count * stride bytes, cache-line aligned */
-    void *free_head;  /* LIFO free list threaded through the free elements */
-    size_t stride;    /* element size rounded up to 64 */
+    void *mem;       /* count * stride bytes, cache-line aligned */
+    void *free_head; /* LIFO free list threaded through the free elements */
+    size_t stride;   /* element size rounded up to 64 */
     uint32_t count;
     uint32_t in_use;
 } px_pool;

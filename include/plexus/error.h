@@ -39,7 +39,7 @@ extern "C" {
     X(PX_EPIPE, EPIPE, "broken pipe")                                                              \
     X(PX_ERANGE, ERANGE, "value out of range")                                                     \
     X(PX_ENAMETOOLONG, ENAMETOOLONG, "name too long")                                              \
-    X(PX_ENOSYS, ENOSYS, "not available in this version of plexus")                               \
+    X(PX_ENOSYS, ENOSYS, "not available in this version of plexus")                                \
     X(PX_EPROTO, EPROTO, "protocol error: malformed frame from peer")                              \
     X(PX_EMSGSIZE, EMSGSIZE, "message too large")                                                  \
     X(PX_EPROTONOSUPPORT, EPROTONOSUPPORT, "protocol version not supported")                       \

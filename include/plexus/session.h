@@ -76,12 +76,12 @@ typedef struct px_msg_vec {
 struct px_msg {
     px_msg_vec out;
     px_msg_vec in;
-    uint32_t flags;      /* PX_MSG_* */
-    px_msg_type type;    /* set by plexus on delivery */
-    uint64_t sn;         /* serial number, set by plexus when sent */
-    void *user_context;  /* yours; plexus never reads it */
-    px_iov in_iov[1];    /* where plexus points in.iov for a single-segment delivery */
-    uint64_t priv[12];   /* plexus-internal state; do not touch */
+    uint32_t flags;     /* PX_MSG_* */
+    px_msg_type type;   /* set by plexus on delivery */
+    uint64_t sn;        /* serial number, set by plexus when sent */
+    void *user_context; /* yours; plexus never reads it */
+    px_iov in_iov[1];   /* where plexus points in.iov for a single-segment delivery */
+    uint64_t priv[12];  /* plexus-internal state; do not touch */
 };
 
 /* ---- events ------------------------------------------------------------ */
@@ -167,11 +167,11 @@ int px_server_unbind(px_server *srv);
 /* ---- session ----------------------------------------------------------- */
 
 typedef struct px_session_params {
-    const char *uri;            /* the server to reach */
-    const px_session_ops *ops;  /* kept by pointer: must outlive the session */
-    void *user;                 /* passed to every callback */
-    const void *private_data;   /* copied; delivered to on_new_session */
-    size_t private_len;         /* at most 4096 */
+    const char *uri;           /* the server to reach */
+    const px_session_ops *ops; /* kept by pointer: must outlive the session */
+    void *user;                /* passed to every callback */
+    const void *private_data;  /* copied; delivered to on_new_session */
+    size_t private_len;        /* at most 4096 */
 } px_session_params;
 
 /* Create a client session on `ctx`. No network traffic yet: the first
@@ -195,8 +195,8 @@ int px_connect(px_session *s, px_ctx *ctx, px_conn **out);
  * be NULL). data is copied and delivered with PX_EV_SESSION_ESTABLISHED /
  * PX_EV_SESSION_REJECTED. Each returns 0; -PX_EALREADY if decided before;
  * -PX_EINVAL; -PX_EMSGSIZE for data over 4096 bytes. */
-int px_session_accept(px_session *s, const char *const *portals, size_t n_portals,
-                      const void *data, size_t len);
+int px_session_accept(px_session *s, const char *const *portals, size_t n_portals, const void *data,
+                      size_t len);
 int px_session_reject(px_session *s, int reason, const void *data, size_t len);
 int px_session_redirect(px_session *s, const char *const *uris, size_t n_uris);
 
