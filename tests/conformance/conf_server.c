@@ -73,8 +73,8 @@ struct srv {
     px_server *alt; /* where "redirect-me" sessions are sent */
     char alt_uri[1100];
     struct sess sessions; /* sentinel; every session not yet torn down */
-    struct abuf abufs;    /* sentinel */
     struct conf_stats st;
+    struct abuf abufs; /* sentinel; last: struct abuf ends in a flexible array */
 };
 
 /* Completed or dropped requests keep pointing here, so that a late or second
