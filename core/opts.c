@@ -29,6 +29,8 @@ static void apply_defaults(px_ctx_opts *o)
         o->max_sessions = PX_DEF_MAX_SESSIONS;
     if (o->buf_cache_bytes == 0)
         o->buf_cache_bytes = PX_DEF_BUF_CACHE;
+    if (o->keepalive_ms == 0)
+        o->keepalive_ms = PX_DEF_KEEPALIVE_MS;
 }
 
 static int check_ranges(const px_ctx_opts *o)

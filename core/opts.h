@@ -13,6 +13,8 @@
 #define PX_DEF_INLINE           (16u << 10)
 #define PX_DEF_MAX_SESSIONS     16384u
 #define PX_DEF_BUF_CACHE        (256ull << 20)
+#define PX_DEF_KEEPALIVE_MS     5000u
+#define PX_KEEPALIVE_MISSES     3u
 
 /* Copy `in` (NULL: all defaults) to `out` with every zero replaced by its
  * default. Returns 0; -PX_EINVAL for a value out of range (queue_depth over

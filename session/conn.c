@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/opts.h"
 #include "plexus/error.h"
 #include "session/handshake.h"
 #include "session/internal.h"
@@ -88,6 +89,37 @@ static void on_close_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 static void teardown_fn(px_deferred *d);
 static void drain_fn(px_deferred *d);
 
+/* Liveness, every keepalive interval: a link that sent nothing since the
+ * last tick sends a KEEPALIVE, so the peer always hears something; a link
+ * that heard nothing for PX_KEEPALIVE_MISSES ticks has a dead or hung peer
+ * (a stopped process, a cable pulled without a reset) and is ended. */
+static void on_keepalive(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    px_conn *c = w->data;
+    if (c->rx_frames != c->rx_seen) {
+        c->rx_seen = c->rx_frames;
+        c->quiet_ticks = 0;
+    } else if (++c->quiet_ticks >= PX_KEEPALIVE_MISSES) {
+        PX_LOGW("%s: nothing heard from the peer for %u keepalive intervals; disconnecting",
+                c->uri[0] ? c->uri : "connection", c->quiet_ticks);
+        conn_die(c, -PX_ETIMEDOUT);
+        return;
+    }
+    if (c->tx_frames == c->tx_seen && c->tp && c->state != CS_CONNECTING)
+        conn_send_ctl(c, PX_FT_KEEPALIVE);
+    c->tx_seen = c->tx_frames;
+}
+
+static void keepalive_start(px_conn *c)
+{
+    uint32_t ms = c->ctx->opts.keepalive_ms;
+    if (ms == PX_KEEPALIVE_OFF)
+        return;
+    ev_timer_init(&c->keepalive, on_keepalive, ms / 1000.0, ms / 1000.0);
+    c->keepalive.data = c;
+    ev_timer_start(c->ctx->loop, &c->keepalive);
+}
+
 static void announce(px_conn *c)
 {
     if (c->announced || c->state == CS_DEAD)
@@ -158,6 +190,8 @@ int conn_create(px_session *s, px_ctx *ctx, int client, px_conn **out)
     conn_init_cancels(c);
     ev_timer_init(&c->close_timer, on_close_timeout, CLOSE_TIMEOUT_S, 0.);
     c->close_timer.data = c;
+    ev_timer_init(&c->keepalive, on_keepalive, 0., 0.);
+    keepalive_start(c);
     *out = c;
     return 0;
 }
@@ -297,7 +331,7 @@ static int launch(px_conn *c, px_msg *m)
     mp->task = t;
     t->in_transport = 1;
     c->tx_in_transport++;
-    int rc = c->tp->ops->send(c->tp, &t->send);
+    int rc = conn_tp_send(c, &t->send);
     if (rc < 0) {
         c->tx_in_transport--;
         if (needs_slot(type, m)) {
@@ -538,6 +572,7 @@ void conn_die(px_conn *c, int reason)
     c->state = CS_DEAD;
     c->close_reason = reason;
     ev_timer_stop(c->ctx->loop, &c->close_timer);
+    ev_timer_stop(c->ctx->loop, &c->keepalive);
     px_ctx_undefer(&c->drain_d);
     if (c->tp) {
         px_tp_conn *tp = c->tp;
@@ -603,7 +638,7 @@ static void teardown_fn(px_deferred *d)
 
 void conn_send_ctl(px_conn *c, int type)
 {
-    int i = type == PX_FT_FIN ? 0 : 1;
+    int i = type == PX_FT_FIN ? 0 : type == PX_FT_FIN_ACK ? 1 : 2;
     if (!c->tp || c->ctl_busy[i])
         return;
     px_tp_send *s = &c->ctl_send[i];
@@ -611,7 +646,7 @@ void conn_send_ctl(px_conn *c, int type)
     s->hdr.version = PX_WIRE_VERSION;
     s->hdr.type = (uint8_t)type;
     c->ctl_busy[i] = 1;
-    if (c->tp->ops->send(c->tp, s) < 0) {
+    if (conn_tp_send(c, s) < 0) {
         c->ctl_busy[i] = 0;
         conn_die(c, -PX_EDISCONNECTED);
     }
@@ -628,7 +663,7 @@ int conn_send_hs(px_conn *c, int type, size_t len)
     c->hs_iov.len = len;
     s->data = &c->hs_iov;
     s->data_count = 1;
-    return c->tp->ops->send(c->tp, s);
+    return conn_tp_send(c, s);
 }
 
 /* ---- small accessors ------------------------------------------------------ */

@@ -158,8 +158,15 @@ typedef struct px_conn {
     px_tp_send hs_send; /* the HELLO / HELLO_ACK / FIN frame in flight */
     uint8_t hs_buf[8192];
     px_iov hs_iov;
-    px_tp_send ctl_send[2]; /* FIN, FIN_ACK */
-    int ctl_busy[2];
+    px_tp_send ctl_send[3]; /* FIN, FIN_ACK, KEEPALIVE */
+    int ctl_busy[3];
+
+    /* Liveness: frames sent and received so far, and what the keepalive
+     * timer saw of them at its last tick. */
+    uint64_t tx_frames, rx_frames;
+    uint64_t tx_seen, rx_seen;
+    unsigned quiet_ticks; /* ticks in a row with nothing received */
+    ev_timer keepalive;
 
     px_conn_stats stats;
 } px_conn;
@@ -259,6 +266,14 @@ int session_accept_conn(px_session *s, px_conn *c);
 void server_offer(struct px_server *srv, px_conn *c, const struct px_hello *h);
 void server_join(struct px_server *srv, px_conn *c, uint64_t token);
 void server_session_gone(struct px_server *srv, px_session *s);
+
+/* Every frame this connection sends goes through here: the keepalive
+ * counts them to know when the link has been quiet. */
+static inline int conn_tp_send(px_conn *c, px_tp_send *s)
+{
+    c->tx_frames++;
+    return c->tp->ops->send(c->tp, s);
+}
 
 static inline void conn_notify_msg(px_conn *c, px_msg *m, int more)
 {

@@ -35,7 +35,7 @@ int px_send_response(px_msg *req)
     t->state = TS_RESPONDING;
     t->released = 1;
     t->in_transport = 1;
-    rc = c->tp->ops->send(c->tp, s);
+    rc = conn_tp_send(c, s);
     if (rc < 0) {
         t->state = TS_DELIVERED;
         t->released = 0;

@@ -19,8 +19,8 @@ static void send_complete(px_conn *c, px_tp_send *s)
         session_hs_sent(c, s->status);
         return;
     }
-    if (s == &c->ctl_send[0] || s == &c->ctl_send[1]) {
-        ctl_sent(c, s == &c->ctl_send[1]);
+    if (s >= &c->ctl_send[0] && s <= &c->ctl_send[2]) {
+        ctl_sent(c, (int)(s - c->ctl_send));
         return;
     }
     px_task *t = s->cookie;
@@ -44,8 +44,10 @@ int nexus_notify(void *self, int event, void *data)
             session_conn_connected(c);
         return 0;
     case PX_TP_EV_RX_ASSIGN:
+        c->rx_frames++;
         return rx_assign(c, data);
     case PX_TP_EV_FRAME:
+        c->rx_frames++;
         if (c->state != CS_DEAD)
             rx_frame(c, data);
         return 0;

@@ -113,7 +113,7 @@ static void send_receipt(px_conn *c, uint64_t id)
     t->send.hdr.id = id;
     t->in_transport = 1;
     c->tx_in_transport++;
-    if (c->tp->ops->send(c->tp, &t->send) < 0) {
+    if (conn_tp_send(c, &t->send) < 0) {
         c->tx_in_transport--;
         task_put(c->ctx, t);
         conn_die(c, -PX_EDISCONNECTED);
@@ -135,7 +135,7 @@ int rx_respond_error(px_conn *c, px_task *t, int reason)
     t->state = TS_RESPONDING;
     t->silent = 1;
     t->in_transport = 1;
-    return c->tp ? c->tp->ops->send(c->tp, s) : -PX_ENOTCONN;
+    return c->tp ? conn_tp_send(c, s) : -PX_ENOTCONN;
 }
 
 static void deliver(px_conn *c, px_tp_rx *rx)
@@ -324,6 +324,8 @@ static int established_like(const px_conn *c)
 void rx_frame(px_conn *c, px_tp_rx *rx)
 {
     uint8_t type = rx->hdr.type;
+    if (type == PX_FT_KEEPALIVE) /* any state: it only proves the peer lives */
+        return;
     if (type == PX_FT_HELLO || type == PX_FT_HELLO_ACK) {
         if (!rx->data && rx->hdr.data_len) {
             protocol_error(c, "handshake too large");
@@ -365,7 +367,6 @@ void rx_frame(px_conn *c, px_tp_rx *rx)
             protocol_error(c, "FIN_ACK without FIN");
         break;
     case PX_FT_CANCEL: /* we answer anyway; the requester discards it */
-    case PX_FT_KEEPALIVE:
         break;
     default:
         protocol_error(c, "unknown frame type");

@@ -49,7 +49,15 @@ typedef struct px_ctx_opts {
      * at least the largest message times the messages in flight. Default
      * 256 MiB. */
     uint64_t buf_cache_bytes;
+    /* Liveness of every connection: a side that sent nothing for this many
+     * milliseconds sends a keepalive; a connection that heard nothing from
+     * its peer for 3 intervals is ended with -PX_ETIMEDOUT (a hung or
+     * stopped peer, a vanished host). Default 5000; PX_KEEPALIVE_OFF turns
+     * it off. */
+    uint32_t keepalive_ms;
 } px_ctx_opts;
+
+#define PX_KEEPALIVE_OFF UINT32_MAX
 
 /* Create a context. `opts` may be NULL for all defaults. On success *out
  * owns a new context, which the calling thread (or whichever thread later

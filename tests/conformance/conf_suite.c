@@ -1642,6 +1642,43 @@ START_TEST(abrupt_disconnect)
 }
 END_TEST
 
+/* ---- peer_hung: a stopped (not dead) server is found out by the keepalive */
+
+START_TEST(peer_hung)
+{
+    enum { HELD = 500 };
+    struct server sv;
+    server_start(&sv);
+    px_ctx_opts o = {.queue_depth = 1024, .keepalive_ms = 100};
+    struct client *cl = client_new(sv.uri, &o);
+    struct tmsg *t = tmsgs_new(HELD);
+    for (int i = 0; i < HELD; i++) {
+        tmsg_prep(&t[i], CONF_HOLD, i, 64, 1, 0);
+        send_req_ok(cl, &t[i]);
+    }
+    wait_server_held(cl, HELD);
+    /* Its sockets, rings and process stay: only silence says it is gone. */
+    ck_assert_int_eq(kill(sv.pid, SIGSTOP), 0);
+    uint64_t t0 = now_ms();
+    RUN_UNTIL(cl, cl->ev[PX_EV_CONN_DISCONNECTED], 5000);
+    uint64_t waited = now_ms() - t0;
+    ck_assert_msg(waited >= 200, "declared dead after %llu ms, before 3 silent intervals",
+                  (unsigned long long)waited);
+    ck_assert_int_eq(cl->disc_reason, -PX_ETIMEDOUT);
+    ck_assert_msg(cl->req_err_at_disc == HELD,
+                  "%llu of %d held requests had failed when CONN_DISCONNECTED came",
+                  (unsigned long long)cl->req_err_at_disc, HELD);
+    for (int i = 0; i < HELD; i++)
+        ck_assert_msg(t[i].state == T_ERR && t[i].err == -PX_ETIMEDOUT,
+                      "request %d: state %d, reason %s", i, t[i].state, px_errname(t[i].err));
+    run_for(cl, 100);
+    client_free(cl);
+    tmsgs_free(t, HELD);
+    kill(sv.pid, SIGCONT);
+    server_kill(&sv);
+}
+END_TEST
+
 static void add_case(Suite *s, const char *name, const TTest *fn, int timeout)
 {
     TCase *tc = tcase_create(name);
@@ -1675,6 +1712,7 @@ int main(int argc, char **argv)
     add_case(s, "assign_data_in_buf", assign_data_in_buf, 60);
     add_case(s, "server_killed", server_killed, 60);
     add_case(s, "client_killed", client_killed, 60);
+    add_case(s, "peer_hung", peer_hung, 30);
     add_case(s, "bad_frames", bad_frames, 60);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -16,6 +16,7 @@ START_TEST(defaults)
     ck_assert_uint_eq(o.inline_threshold, 16384);
     ck_assert_uint_eq(o.max_sessions, 16384);
     ck_assert_uint_eq(o.buf_cache_bytes, 256ull << 20);
+    ck_assert_uint_eq(o.keepalive_ms, 5000);
     px_ctx_opts zero = {0};
     px_ctx_opts o2;
     ck_assert_int_eq(px_ctx_opts_resolve(&zero, &o2), 0);
@@ -34,7 +35,8 @@ START_TEST(kept)
                       .max_iov = 16,
                       .inline_threshold = 1,
                       .max_sessions = 3,
-                      .buf_cache_bytes = 4096};
+                      .buf_cache_bytes = 4096,
+                      .keepalive_ms = 20};
     px_ctx_opts o;
     ck_assert_int_eq(px_ctx_opts_resolve(&in, &o), 0);
     ck_assert_mem_eq(&in, &o, sizeof(o));
