@@ -71,6 +71,11 @@ static int memfd_map(size_t len, int *fd_out, void **addr_out)
     return 0;
 }
 
+/* Region ids for peers that cache our memfds by id: unique for the life of
+ * the process (a freed region's id never names another one), so a stale
+ * cached mapping can never be mistaken for a new region. */
+static uint64_t next_region_id;
+
 int px_mem_alloc(px_ctx *ctx, size_t len, void **addr, px_mr **out)
 {
     if (ctx == NULL || len == 0 || addr == NULL || out == NULL)
@@ -89,6 +94,7 @@ int px_mem_alloc(px_ctx *ctx, size_t len, void **addr, px_mr **out)
         close(fd);
         return -PX_ENOMEM;
     }
+    mr->id = __atomic_add_fetch(&next_region_id, 1, __ATOMIC_RELAXED);
     *addr = mem;
     *out = mr;
     return 0;
