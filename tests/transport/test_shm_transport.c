@@ -11,7 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/mem.h" /* px_mr.id, for forging descriptors */
+#include "plexus/context.h"
 #include "plexus/error.h"
+#include "plexus/memory.h"
 #include "plexus/transport.h"
 #include "transports/shm/shm.h" /* conn internals: stats, rings, for scribbling */
 
@@ -794,6 +797,254 @@ START_TEST(test_poll)
 }
 END_TEST
 
+/* ---- the shared pool: px_mem_alloc() memory moved by memcpy from a mapping ---- */
+
+static px_ctx *CTX; /* px_mem_alloc() wants a context; the transport ignores it */
+
+typedef struct region {
+    uint8_t *addr;
+    px_mr *mr;
+} region;
+
+static void region_new(region *g, size_t len)
+{
+    if (!CTX)
+        ck_assert_int_eq(px_ctx_create(NULL, &CTX), 0);
+    void *a;
+    ck_assert_int_eq(px_mem_alloc(CTX, len, &a, &g->mr), 0);
+    g->addr = a;
+}
+
+static void ctx_down(void)
+{
+    ck_assert_int_eq(px_ctx_destroy(CTX), 0);
+    CTX = NULL;
+}
+
+/* Like mk(), but segment i lies in g[i % ng] at `at` + (its offset in the
+ * data) + 8 * i (not page aligned, on purpose), registered with its region. */
+static sreq *mk_pool(ep *owner, uint64_t id, size_t len, int nseg, const region *g, int ng,
+                     size_t at)
+{
+    sreq *r = mk(owner, id, len, nseg);
+    size_t off = 0;
+    for (int i = 0; i < nseg; i++) {
+        uint8_t *d = g[i % ng].addr + at + off + 8 * (size_t)i;
+        memcpy(d, r->buf + off, r->iov[i].len);
+        off += r->iov[i].len;
+        r->iov[i] = (px_iov){d, r->iov[i].len, g[i % ng].mr};
+    }
+    free(r->buf);
+    r->buf = NULL;
+    return r;
+}
+
+static void send_wait(ep *from, ep *to, sreq *r)
+{
+    uint64_t f = to->frames;
+    ck_assert_int_eq(T->send(from->c, &r->s), 0);
+    RUN_UNTIL(r->done && to->frames == f + 1);
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_uint_eq(to->bad, 0);
+    rfree(r);
+}
+
+/* 1..4 segments in four regions, both directions, sizes over the bulk
+ * threshold; _i: 0 give, 1 decline, 2 give with ?cma=0 (the pool needs no
+ * ptrace permission). */
+START_TEST(test_pool_segments)
+{
+    static const size_t sizes[] = {100000, MIB, 3 * MIB + 17};
+    region g[4];
+    for (int i = 0; i < 4; i++)
+        region_new(&g[i], 4 * MIB);
+    lst l = {0};
+    int mode = _i == 1 ? ASSIGN_DECLINE : ASSIGN_GIVE;
+    ep srv = {.assign_mode = mode}, cli = {.assign_mode = mode};
+    pair_up(name_uri(_i == 2 ? "?cma=0" : NULL), &l, &srv, &cli);
+    uint64_t n = 0;
+    for (unsigned i = 0; i < 3; i++)
+        for (int nseg = 1; nseg <= 4; nseg++, n++)
+            for (int dir = 0; dir < 2; dir++) {
+                ep *from = dir ? &srv : &cli, *to = dir ? &cli : &srv;
+                send_wait(from, to, mk_pool(from, n, sizes[i], nseg, g, 4, 100));
+            }
+    shm_stats *s = &SC(&cli)->stats, *t = &SC(&srv)->stats;
+    ck_assert_uint_eq(s->tx_pool, n);
+    ck_assert_uint_eq(t->rx_pool, n);
+    ck_assert_uint_eq(t->tx_pool, n);
+    ck_assert_uint_eq(s->rx_pool, n);
+    ck_assert_uint_eq(s->tx_cma + t->tx_cma + s->tx_chunked + t->tx_chunked, 0);
+    ck_assert_uint_eq(s->pool_announced, 4); /* once per region and conn */
+    ck_assert_uint_eq(t->pool_mapped, 4);
+    ck_assert_uint_eq(t->pool_announced, 4);
+    ck_assert_uint_eq(s->pool_mapped, 4);
+    /* Mixed: one segment of plain memory sends the frame the old way. */
+    sreq *r = mk_pool(&cli, n, MIB, 2, g, 4, 0);
+    r->iov[1].mr = NULL;
+    send_wait(&cli, &srv, r);
+    ck_assert_uint_eq(s->tx_pool, n);
+    ck_assert_uint_eq(s->tx_cma + s->tx_chunked, 1);
+    pair_close(&l, &srv, &cli);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(px_mem_free(g[i].mr), 0);
+    ctx_down();
+}
+END_TEST
+
+/* One region used by two conns at once: announced on each. */
+START_TEST(test_pool_two_conns)
+{
+    region g;
+    region_new(&g, 8 * MIB);
+    lst l1 = {0}, l2 = {0};
+    ep s1 = {0}, c1 = {0}, s2 = {0}, c2 = {0};
+    pair_up(name_uri(NULL), &l1, &s1, &c1);
+    pair_up(name_uri(NULL), &l2, &s2, &c2);
+    for (uint64_t k = 0; k < 4; k++) {
+        sreq *a = mk_pool(&c1, k, 2 * MIB, 1 + (int)k, &g, 1, 0);
+        sreq *b = mk_pool(&c2, k, 2 * MIB, 1, &g, 1, 4 * MIB);
+        ck_assert_int_eq(T->send(c1.c, &a->s), 0);
+        ck_assert_int_eq(T->send(c2.c, &b->s), 0);
+        RUN_UNTIL(a->done && b->done && s1.frames == k + 1 && s2.frames == k + 1);
+        ck_assert_int_eq(a->status + b->status, 0);
+        rfree(a);
+        rfree(b);
+    }
+    ck_assert_uint_eq(s1.bad + s2.bad, 0);
+    ck_assert_uint_eq(SC(&c1)->stats.tx_pool, 4);
+    ck_assert_uint_eq(SC(&c2)->stats.tx_pool, 4);
+    ck_assert_uint_eq(SC(&c1)->stats.pool_announced, 1);
+    ck_assert_uint_eq(SC(&c2)->stats.pool_announced, 1);
+    ck_assert_uint_eq(SC(&s1)->stats.pool_mapped, 1);
+    ck_assert_uint_eq(SC(&s2)->stats.pool_mapped, 1);
+    pair_close(&l1, &s1, &c1);
+    pair_close(&l2, &s2, &c2);
+    ck_assert_int_eq(px_mem_free(g.mr), 0);
+    ctx_down();
+}
+END_TEST
+
+/* Regions freed by the sender once their frames completed, while the peer
+ * still maps them; more regions than a conn keeps, so old ones are
+ * evicted; a new region may reuse a freed one's address but never its id. */
+START_TEST(test_pool_free_and_evict)
+{
+    lst l = {0};
+    ep srv = {0}, cli = {0};
+    pair_up(name_uri(NULL), &l, &srv, &cli);
+    enum { N = SHM_POOL_MAX + 9 };
+    for (int i = 0; i < N; i++) {
+        region g;
+        region_new(&g, 256 << 10);
+        send_wait(&cli, &srv, mk_pool(&cli, (uint64_t)i, 200000, 1 + i % 3, &g, 1, 64));
+        ck_assert_int_eq(px_mem_free(g.mr), 0); /* the peer still has it mapped */
+    }
+    /* Two regions alive at once, reused, after all that. */
+    region g[2];
+    region_new(&g[0], MIB);
+    region_new(&g[1], MIB);
+    for (int i = N; i < N + 8; i++)
+        send_wait(&cli, &srv, mk_pool(&cli, (uint64_t)i, 300000, 2, g, 2, 0));
+    shm_stats *s = &SC(&cli)->stats, *t = &SC(&srv)->stats;
+    ck_assert_uint_eq(s->tx_pool, N + 8);
+    ck_assert_uint_eq(s->pool_announced, N + 2);
+    ck_assert_uint_eq(t->pool_mapped, N + 2);
+    ck_assert_uint_eq(t->rx_pool, N + 8);
+    ck_assert_int_eq(srv.errors + cli.errors, 0);
+    pair_close(&l, &srv, &cli);
+    ck_assert_int_eq(px_mem_free(g[0].mr), 0);
+    ck_assert_int_eq(px_mem_free(g[1].mr), 0);
+    ctx_down();
+}
+END_TEST
+
+/* A pool record written by hand into the client's tx ring: descriptor
+ * {1 segment, `flags`} naming (id, off, len). */
+static void inject_pool(ep *cli, uint32_t flags, uint64_t id, uint64_t off, uint64_t len)
+{
+    shm_conn *c = SC(cli);
+    uint32_t ext = 8 + 24, rl = PX_FRAME_HDR_LEN + ext + 8;
+    px_frame_hdr h = {.version = PX_WIRE_VERSION,
+                      .type = PX_FT_ONEWAY,
+                      .hdr_len = 8,
+                      .ext_len = (uint16_t)ext,
+                      .data_len = (uint32_t)len,
+                      .id = 77};
+    uint8_t *p;
+    ck_assert_int_eq(shm_ring_reserve(&c->tx, rl, &p), 0);
+    px_frame_encode(&h, p);
+    uint32_t hd[2] = {1, flags};
+    uint64_t sg[3] = {id, off, len};
+    memcpy(p + PX_FRAME_HDR_LEN, hd, sizeof hd);
+    memcpy(p + PX_FRAME_HDR_LEN + 8, sg, sizeof sg);
+    memcpy(p + PX_FRAME_HDR_LEN + ext, &h.id, 8);
+    shm_ring_commit(&c->tx, rl, SHM_REC_CMA);
+    shm_ring_publish(&c->tx);
+}
+
+/* A region announcement written by hand (the layout of shm_pool.c's). */
+static void inject_announce(ep *cli, uint64_t id, uint64_t size, int fd)
+{
+    struct {
+        uint32_t magic, type;
+        uint64_t id, size, evict;
+    } m = {0x6c6f6f70u, 1, id, size, 0};
+    ck_assert_int_eq(shm_rdv_send_fds(SC(cli)->sock, &m, sizeof m, &fd, 1), 0);
+}
+
+/* A hostile peer's pool descriptors and announcements: ERROR then
+ * DISCONNECTED, no crash. */
+START_TEST(test_pool_hostile)
+{
+    region g;
+    region_new(&g, MIB);
+    for (int round = 0; round < 7; round++) {
+        lst l = {0};
+        ep srv = {0}, cli = {0};
+        pair_up(name_uri(NULL), &l, &srv, &cli);
+        /* An honest frame first, so the region is mapped. */
+        send_wait(&cli, &srv, mk_pool(&cli, 0, 100000, 1, &g, 1, 0));
+        uint64_t id = g.mr->id, at;
+        int fds[2], mfd;
+        switch (round) {
+        case 0: /* offset past the end */
+            inject_pool(&cli, 1, id, MIB, 4096);
+            break;
+        case 1: /* length past the end */
+            inject_pool(&cli, 1, id, 4096, MIB);
+            break;
+        case 2: /* offset + length wrapping */
+            inject_pool(&cli, 1, id, UINT64_MAX - 100, 200000);
+            break;
+        case 3: /* a region never announced */
+            inject_pool(&cli, 1, id + 1000000, 0, 100000);
+            break;
+        case 4: /* unknown descriptor flags */
+            inject_pool(&cli, 6, id, 0, 100000);
+            break;
+        case 5: /* an announcement with a pipe, not a memfd */
+            ck_assert_int_eq(pipe(fds), 0);
+            inject_announce(&cli, 999999, 4096, fds[0]);
+            close(fds[0]);
+            close(fds[1]);
+            break;
+        case 6: /* an announcement of the wrong size */
+            ck_assert_int_eq(px_mr_fd(g.mr, &mfd, &at), 0);
+            inject_announce(&cli, 999998, 2 * MIB, mfd);
+            break;
+        }
+        wake(&srv);
+        RUN_UNTIL(srv.disconnected == 1);
+        ck_assert_int_eq(srv.errors, 1);
+        ck_assert_int_eq(srv.err_reason, -PX_EPROTO);
+        pair_close(&l, &srv, &cli);
+    }
+    ck_assert_int_eq(px_mem_free(g.mr), 0);
+    ctx_down();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("shm_transport");
@@ -814,6 +1065,10 @@ int main(void)
     tcase_add_test(tc, test_scribble);
     tcase_add_test(tc, test_scribble_tail);
     tcase_add_test(tc, test_poll);
+    tcase_add_loop_test(tc, test_pool_segments, 0, 3);
+    tcase_add_test(tc, test_pool_two_conns);
+    tcase_add_test(tc, test_pool_free_and_evict);
+    tcase_add_test(tc, test_pool_hostile);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -46,6 +46,10 @@ static void stats_add(shm_stats *to, const shm_stats *s)
     to->tx_inline += s->tx_inline;
     to->tx_bounced += s->tx_bounced;
     to->tx_cma += s->tx_cma;
+    to->tx_pool += s->tx_pool;
+    to->rx_pool += s->rx_pool;
+    to->pool_announced += s->pool_announced;
+    to->pool_mapped += s->pool_mapped;
     to->tx_chunked += s->tx_chunked;
     to->rx_inline += s->rx_inline;
     to->rx_cma += s->rx_cma;
@@ -59,15 +63,17 @@ static void conn_free(shm_conn *c)
 {
     shm_stats *s = &c->stats;
     if (c->state != SHM_HANDSHAKE)
-        PX_LOGI("shm: conn %s pid %d closed: sent %llu inline, %llu cma, %llu chunked; "
-                "received %llu inline, %llu cma, %llu chunked; %llu wake-ups",
+        PX_LOGI("shm: conn %s pid %d closed: sent %llu inline, %llu cma, %llu pool, %llu chunked; "
+                "received %llu inline, %llu cma, %llu pool, %llu chunked; %llu wake-ups",
                 c->name, (int)c->peer_pid, (unsigned long long)s->tx_inline,
-                (unsigned long long)s->tx_cma, (unsigned long long)s->tx_chunked,
-                (unsigned long long)s->rx_inline, (unsigned long long)s->rx_cma,
+                (unsigned long long)s->tx_cma, (unsigned long long)s->tx_pool,
+                (unsigned long long)s->tx_chunked, (unsigned long long)s->rx_inline,
+                (unsigned long long)s->rx_cma, (unsigned long long)s->rx_pool,
                 (unsigned long long)s->rx_chunked, (unsigned long long)s->wakes_sent);
     stats_add(&c->tp->stats, s);
     px_list_del(&c->link);
     shm_rdv_unmap(c);
+    shm_pool_free(c);
     if (c->sock >= 0)
         close(c->sock);
     if (c->efd_self >= 0)
@@ -386,17 +392,16 @@ static void peer_gone(shm_conn *c, int err)
     shm_disconnect(c, err ? shm_err(err) : mid ? -PX_ECONNRESET : -PX_EDISCONNECTED);
 }
 
+/* After the rendezvous the socket carries only shared-pool announcements
+ * (read eagerly here, or when a record names a new region), then EOF. */
 static void sio_open(shm_conn *c)
 {
-    char b;
-    ssize_t n = recv(c->sock, &b, 1, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n > 0) {
-        shm_fail(c, -PX_EPROTO); /* nothing may follow the rendezvous */
-        return;
-    }
-    peer_gone(c, n < 0 ? errno : 0);
+    int err;
+    int rc = shm_pool_rx_sock(c, &err);
+    if (rc < 0)
+        shm_fail(c, rc);
+    else if (rc == 1)
+        peer_gone(c, err);
 }
 
 /* Offer a conn whose rendezvous is done. Returns -1 when the listener was
@@ -702,12 +707,14 @@ static void shm_fini(px_tp *ptp)
     if (!px_list_empty(&tp->conns) || !px_list_empty(&tp->listeners))
         PX_LOGE("shm: fini with connections or listeners still open (leaked)");
     shm_stats *s = &tp->stats;
-    if (s->tx_inline + s->rx_inline + s->tx_cma + s->rx_cma + s->tx_chunked + s->rx_chunked)
-        PX_LOGI("shm: totals: sent %llu inline, %llu cma, %llu chunked; received %llu inline, "
-                "%llu cma, %llu chunked; %llu wake-ups",
+    if (s->tx_inline + s->rx_inline + s->tx_cma + s->rx_cma + s->tx_pool + s->rx_pool +
+        s->tx_chunked + s->rx_chunked)
+        PX_LOGI("shm: totals: sent %llu inline, %llu cma, %llu pool, %llu chunked; received %llu "
+                "inline, %llu cma, %llu pool, %llu chunked; %llu wake-ups",
                 (unsigned long long)s->tx_inline, (unsigned long long)s->tx_cma,
-                (unsigned long long)s->tx_chunked, (unsigned long long)s->rx_inline,
-                (unsigned long long)s->rx_cma, (unsigned long long)s->rx_chunked,
+                (unsigned long long)s->tx_pool, (unsigned long long)s->tx_chunked,
+                (unsigned long long)s->rx_inline, (unsigned long long)s->rx_cma,
+                (unsigned long long)s->rx_pool, (unsigned long long)s->rx_chunked,
                 (unsigned long long)s->wakes_sent);
     ev_prepare_stop(tp->host.loop, &tp->prep);
     ev_idle_stop(tp->host.loop, &tp->idle);

@@ -9,7 +9,10 @@
  *               the segment (memfd) and eventfds, the CMA probe
  *   shm_tx.c    send(): frames written into the ring, the send queue, wake-ups
  *   shm_rx.c    draining the ring: in-place delivery, RX_ASSIGN
- *   shm_bulk.c  large frames: CMA (process_vm_readv) and the chunked fallback
+ *   shm_bulk.c  large frames: CMA (process_vm_readv), the shared pool and the
+ *               chunked fallback
+ *   shm_pool.c  the shared pool: px_mem_alloc() regions announced to the peer
+ *               over the rendezvous socket, mapped and cached per conn
  *
  * Re-entrancy rule (as in tcp): every upcall goes through shm_upcall(),
  * which keeps an in_upcall depth on the conn. close() from inside an upcall
@@ -44,6 +47,8 @@
 #define SHM_SEG_HDR     4096u       /* segment header + both control blocks */
 #define SHM_MAX_IOV     1024u       /* data segments per send (caps) */
 #define SHM_CMA_MAX_SEG 63u         /* (addr, len) pairs in a CMA descriptor */
+#define SHM_POOL_NSEG   42u         /* (id, off, len) triples in a pool descriptor (ext <= 1 KiB) */
+#define SHM_POOL_MAX    32u         /* regions announced / mapped per conn and direction */
 #define SHM_RX_BATCH    64          /* records per drain before other conns get a turn */
 #define SHM_HOT_IDLE    64          /* empty poll() passes before a conn cools */
 #define SHM_OWN_KEEP    (1u << 20)  /* fallback rx buffer kept up to this size */
@@ -64,10 +69,11 @@ typedef struct shm_opts {
 
 /* Transfer counters for one conn or the instance (sums of closed conns). */
 typedef struct shm_stats {
-    uint64_t tx_inline, tx_cma, tx_chunked;
+    uint64_t tx_inline, tx_cma, tx_pool, tx_chunked;
     uint64_t tx_bounced; /* inline frames copied out of receive memory to free the ring */
-    uint64_t rx_inline, rx_cma, rx_chunked;
-    uint64_t wakes_sent; /* eventfd writes */
+    uint64_t rx_inline, rx_cma, rx_pool, rx_chunked;
+    uint64_t pool_announced, pool_mapped; /* regions passed to / mapped from the peer */
+    uint64_t wakes_sent;                  /* eventfd writes */
 } shm_stats;
 
 /* One instance per context. Owned by the context (init/fini); the conns and
@@ -101,6 +107,7 @@ typedef enum shm_rx_mode {
 } shm_rx_mode;
 
 struct shm_listener;
+struct shm_pool;
 
 /* One connection. Owned by the transport: created by connect() or by a
  * listener, freed by close()/reject() (deferred to the outermost upcall).
@@ -159,7 +166,8 @@ typedef struct shm_conn {
     size_t own_cap;
     uint8_t *scratch; /* a chunked frame's prefix, valid until its FRAME */
     uint32_t more_left;
-    uint64_t cma_done; /* CMA records consumed: published as rx.ctl->acked */
+    uint64_t cma_done;     /* CMA records consumed: published as rx.ctl->acked */
+    struct shm_pool *pool; /* shared-pool tables; NULL until first used (shm_pool.c) */
     shm_stats stats;
 } shm_conn;
 
@@ -209,6 +217,11 @@ int shm_rdv_server_reply(shm_conn *c, int status);
 /* Client: read the reply. 1: open; 0: wait; <0: failed. */
 int shm_rdv_client_reply(shm_conn *c);
 void shm_rdv_unmap(shm_conn *c);
+/* One message on the rendezvous socket with up to 3 fds (non-blocking). */
+int shm_rdv_send_fds(int sock, const void *msg, size_t len, const int *fds, int nfds);
+/* Receive one message; every fd that came with it is ours to close. -1
+ * (errno) on error, -2 (EMSGSIZE) when truncated, else the length. */
+ssize_t shm_rdv_recv_fds(int sock, void *msg, size_t len, int *fds, int max, int *nfds);
 /* errno -> -PX_E... */
 int shm_err(int e);
 
@@ -245,5 +258,24 @@ int shm_bulk_rx_chunk(shm_conn *c, const uint8_t *rec, uint32_t len);
 /* Can this side read the peer's memory? SHM_CMA_YES/NO. */
 int shm_cma_probe(pid_t pid, uint64_t addr);
 extern const uint64_t shm_cma_probe_word;
+
+/* shm_pool.c */
+/* Sender: can every data segment of `s` go by the shared pool? Announces
+ * the regions the peer has not seen yet (before the record is published).
+ * 1: yes; 0: no (plain memory, too many segments or regions in flight). */
+int shm_pool_tx_ready(shm_conn *c, const px_tp_send *s);
+/* One segment of a pool descriptor (see shm_bulk.c). Value type. */
+typedef struct shm_pool_seg {
+    uint64_t id, off, len;
+} shm_pool_seg;
+/* Receiver: the mapped address of each segment (all inside their regions),
+ * reading announcements from the socket if a region is new. 0, or <0 (a
+ * protocol error). No socket read happens after the addresses are taken. */
+int shm_pool_rx_map(shm_conn *c, const shm_pool_seg *segs, uint32_t n, const uint8_t **out);
+/* Receiver: read pending announcements. 0: none left; 1: the peer closed
+ * its end (*sock_err: errno, or 0 for EOF); <0: a protocol error. */
+int shm_pool_rx_sock(shm_conn *c, int *sock_err);
+/* Unmap everything and free the tables (conn teardown). */
+void shm_pool_free(shm_conn *c);
 
 #endif

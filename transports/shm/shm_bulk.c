@@ -9,6 +9,13 @@
  * reusable before). The receiver says in its control block whether it may
  * read the sender (cma_ok, decided by a probe at the rendezvous).
  *
+ * Pool (one memcpy): when every data segment lies in px_mem_alloc()
+ * memory, the record is the same CMA record, its descriptor flagged
+ * DESC_POOL and naming (region id, offset, length) instead of addresses;
+ * the receiver copies from its mapping of the region (shm_pool.c) and acks
+ * like CMA. It needs no ptrace permission, so it is used whether or not
+ * CMA is.
+ *
  * Chunked (two copies, always possible): a CHUNKED record carries the
  * header and app header, then CHUNK records carry the data, written as the
  * ring frees up; the receiver copies each chunk into the destination.
@@ -17,21 +24,25 @@
  * for a descriptor.
  *
  * Descriptor (ext bytes, host order: both ends are on this machine):
- *   u32 nseg, u32 0, then nseg x {u64 addr, u64 len}.
+ *   u32 nseg, u32 flags, then nseg x {u64 addr, u64 len}
+ *   (flags DESC_POOL: nseg x {u64 region id, u64 offset, u64 len}).
  */
 #include <errno.h>
 #include <string.h>
 #include <sys/uio.h>
 
 #include "core/log.h"
+#include "core/mem.h"
 #include "plexus/error.h"
 #include "transports/shm/shm.h"
 #include "transports/shm/shm_rx.h"
 #include "transports/shm/shm_tx.h"
 
-#define DESC_HDR 8u
-#define DESC_SEG 16u
-#define CMA_IOV  1024 /* IOV_MAX */
+#define DESC_HDR  8u
+#define DESC_SEG  16u
+#define CMA_IOV   1024 /* IOV_MAX */
+#define POOL_SEG  24u
+#define DESC_POOL 1u /* descriptor flag: segments name pool regions */
 
 typedef struct cma_seg {
     uint64_t addr, len;
@@ -59,6 +70,44 @@ static int use_cma(shm_conn *c, const px_tp_send *s)
                 (int)c->peer_pid, c->cma_off ? "disabled" : "not permitted");
     }
     return 0;
+}
+
+/* The record for a frame whose segments all lie in announced regions. */
+static int write_pool(shm_conn *c, px_tp_send *s)
+{
+    uint32_t nseg = nonempty_segs(s);
+    uint32_t ext = DESC_HDR + nseg * POOL_SEG;
+    uint32_t len = PX_FRAME_HDR_LEN + ext + s->hdr.hdr_len;
+    uint8_t *p;
+    int rc = shm_ring_reserve(&c->tx, len, &p);
+    if (rc)
+        return rc;
+    px_frame_hdr h = s->hdr;
+    h.ext_len = (uint16_t)ext;
+    px_frame_encode(&h, p);
+    uint8_t *d = p + PX_FRAME_HDR_LEN;
+    uint32_t hd[2] = {nseg, DESC_POOL};
+    memcpy(d, hd, sizeof hd);
+    d += DESC_HDR;
+    for (uint32_t i = 0; i < s->data_count; i++) {
+        const px_iov *v = &s->data[i];
+        if (!v->len)
+            continue;
+        int fd;
+        uint64_t base;
+        (void)px_mr_fd(v->mr, &fd, &base); /* checked by shm_pool_tx_ready() */
+        uint64_t off = base + (uint64_t)((uintptr_t)v->base - (uintptr_t)px_mr_addr(v->mr));
+        shm_pool_seg sg = {v->mr->id, off, v->len};
+        memcpy(d, &sg, sizeof sg);
+        d += POOL_SEG;
+    }
+    if (s->hdr.hdr_len)
+        memcpy(d, s->app_hdr, s->hdr.hdr_len);
+    shm_ring_commit(&c->tx, len, SHM_REC_CMA);
+    s->tp_priv[3] = ++c->cma_sent;
+    c->stats.tx_pool++;
+    PX_LOGD("shm: %s: %u bytes from the shared pool", c->name, s->hdr.data_len);
+    return 1;
 }
 
 static int write_cma(shm_conn *c, px_tp_send *s)
@@ -159,19 +208,53 @@ int shm_bulk_write(shm_conn *c, px_tp_send *s)
 {
     uint64_t mode = s->tp_priv[0] & TX_MODE;
     if (mode == TX_BULK) {
-        mode = use_cma(c, s) ? TX_CMA : TX_CHUNKED;
+        /* Decided once: a pool frame's regions are announced now, before
+         * its record can be published. */
+        mode = shm_pool_tx_ready(c, s) ? TX_POOL : use_cma(c, s) ? TX_CMA : TX_CHUNKED;
         s->tp_priv[0] = (s->tp_priv[0] & ~(uint64_t)TX_MODE) | mode;
     }
+    if (mode == TX_POOL)
+        return write_pool(c, s);
     return mode == TX_CMA ? write_cma(c, s) : write_chunked(c, s);
 }
 
 /* ---- receiver ------------------------------------------------------------------ */
 
+/* The descriptor's flags (0 or DESC_POOL), or -1 when it has no header
+ * or unknown flags. */
+static int desc_flags(const px_frame_hdr *h, const uint8_t *ext)
+{
+    if (h->ext_len < DESC_HDR || h->data_len == 0)
+        return -1;
+    uint32_t hd[2];
+    memcpy(hd, ext, sizeof hd);
+    return hd[1] == 0 || hd[1] == DESC_POOL ? (int)hd[1] : -1;
+}
+
+/* Parse and check a pool descriptor, copied out of the ring once. */
+static int parse_pool_desc(const px_frame_hdr *h, const uint8_t *ext, shm_pool_seg *segs,
+                           uint32_t *nseg)
+{
+    uint32_t n;
+    memcpy(&n, ext, sizeof n);
+    if (n == 0 || n > SHM_POOL_NSEG || h->ext_len != DESC_HDR + n * POOL_SEG)
+        return -PX_EPROTO;
+    memcpy(segs, ext + DESC_HDR, n * sizeof *segs);
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (segs[i].len == 0 || segs[i].len > h->data_len)
+            return -PX_EPROTO;
+        sum += segs[i].len;
+    }
+    if (sum != h->data_len)
+        return -PX_EPROTO;
+    *nseg = n;
+    return 0;
+}
+
 /* Parse and check the descriptor; segments copied out of the ring once. */
 static int parse_desc(const px_frame_hdr *h, const uint8_t *ext, cma_seg *segs, uint32_t *nseg)
 {
-    if (h->ext_len < DESC_HDR || h->data_len == 0)
-        return -PX_EPROTO;
     uint32_t hd[2];
     memcpy(hd, ext, sizeof hd);
     uint32_t n = hd[0];
@@ -256,12 +339,57 @@ static int cma_error(shm_conn *c, int e)
     return shm_fail(c, e == EPERM ? -PX_EPERM : -PX_EPROTO);
 }
 
+/* The sender's buffers are free now: ack (before the upcall), deliver. */
+static int bulk_rx_done(shm_conn *c, int own)
+{
+    __atomic_store_n(&c->rx.ctl->acked, ++c->cma_done, __ATOMIC_RELEASE);
+    shm_rx_wake_producer(c);
+    if (shm_rx_deliver_assigned(c, own) < 0)
+        return -1;
+    shm_rx_release(c);
+    return 0;
+}
+
+/* Copy the segments (already mapped) into the destination. */
+static void pool_copy(shm_conn *c, const shm_pool_seg *segs, const uint8_t *const *src, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        shm_rx_dst_copy(c, src[i], segs[i].len);
+}
+
+static int rx_pool(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint32_t len)
+{
+    shm_pool_seg segs[SHM_POOL_NSEG];
+    const uint8_t *src[SHM_POOL_NSEG];
+    uint32_t nseg;
+    int rc = parse_pool_desc(h, rec + PX_FRAME_HDR_LEN, segs, &nseg);
+    if (rc)
+        return shm_fail(c, rc);
+    shm_ring_consume(&c->rx, len);
+    c->rxf = (px_tp_rx){.hdr = *h, .app_hdr = rec + PX_FRAME_HDR_LEN + h->ext_len};
+    int own;
+    if (shm_rx_assign(c, &own) < 0)
+        return -1;
+    /* Mapped after the upcall, copied at once: nothing can evict between. */
+    rc = shm_pool_rx_map(c, segs, nseg, src);
+    if (rc)
+        return shm_fail(c, rc);
+    pool_copy(c, segs, src, nseg);
+    c->stats.rx_pool++;
+    return bulk_rx_done(c, own);
+}
+
 int shm_bulk_rx_cma(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint32_t len)
 {
     cma_seg segs[SHM_CMA_MAX_SEG];
     uint32_t nseg;
     if (len != PX_FRAME_HDR_LEN + (uint64_t)h->ext_len + h->hdr_len)
         return shm_fail(c, -PX_EPROTO);
+    int flags = desc_flags(h, rec + PX_FRAME_HDR_LEN);
+    if (flags < 0)
+        return shm_fail(c, -PX_EPROTO);
+    if (flags == DESC_POOL)
+        return rx_pool(c, h, rec, len);
     /* We said whether it may send these; it must have listened. */
     if (__atomic_load_n(&c->rx.ctl->cma_ok, __ATOMIC_RELAXED) != SHM_CMA_YES || c->cma_off)
         return shm_fail(c, -PX_EPROTO);
@@ -276,14 +404,8 @@ int shm_bulk_rx_cma(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint
     rc = cma_read(c->peer_pid, segs, nseg, c->rxf.dst, c->rxf.dst_count, h->data_len);
     if (rc)
         return cma_error(c, rc);
-    /* The sender's buffers are free now: ack before the upcall. */
-    __atomic_store_n(&c->rx.ctl->acked, ++c->cma_done, __ATOMIC_RELEASE);
-    shm_rx_wake_producer(c);
     c->stats.rx_cma++;
-    if (shm_rx_deliver_assigned(c, own) < 0)
-        return -1;
-    shm_rx_release(c);
-    return 0;
+    return bulk_rx_done(c, own);
 }
 
 int shm_bulk_rx_chunked(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint32_t len)

@@ -231,7 +231,7 @@ static int make_segment(shm_conn *c, int *memfd)
     return 0;
 }
 
-static int send_with_fds(int sock, const void *msg, size_t len, const int *fds, int nfds)
+int shm_rdv_send_fds(int sock, const void *msg, size_t len, const int *fds, int nfds)
 {
     union {
         char buf[CMSG_SPACE(3 * sizeof(int))];
@@ -289,7 +289,7 @@ int shm_rdv_connect(shm_conn *c)
         .pid = (int32_t)getpid(),
     };
     int fds[3] = {memfd, c->efd_peer, c->efd_self};
-    rc = send_with_fds(c->sock, &h, sizeof h, fds, 3);
+    rc = shm_rdv_send_fds(c->sock, &h, sizeof h, fds, 3);
     close(memfd); /* the mapping keeps the segment */
     return rc;
 }
@@ -298,7 +298,7 @@ int shm_rdv_connect(shm_conn *c)
 
 /* Receive one message and every descriptor that came with it (all of them
  * are ours to close, whatever the message says). */
-static ssize_t recv_with_fds(int sock, void *msg, size_t len, int *fds, int max, int *nfds)
+ssize_t shm_rdv_recv_fds(int sock, void *msg, size_t len, int *fds, int max, int *nfds)
 {
     union {
         char buf[CMSG_SPACE(8 * sizeof(int))];
@@ -389,7 +389,7 @@ int shm_rdv_server_hello(shm_conn *c)
 {
     rdv_hello h;
     int fds[8], nfds;
-    ssize_t n = recv_with_fds(c->sock, &h, sizeof h, fds, 8, &nfds);
+    ssize_t n = shm_rdv_recv_fds(c->sock, &h, sizeof h, fds, 8, &nfds);
     if (n == -1 && (errno == EAGAIN || errno == EINTR))
         return 0;
     int rc;
@@ -422,7 +422,7 @@ int shm_rdv_server_reply(shm_conn *c, int status)
         .probe_addr = (uint64_t)(uintptr_t)&shm_cma_probe_word,
         .pid = (int32_t)getpid(),
     };
-    return send_with_fds(c->sock, &r, sizeof r, NULL, 0);
+    return shm_rdv_send_fds(c->sock, &r, sizeof r, NULL, 0);
 }
 
 /* ---- the client's side ------------------------------------------------------------ */
@@ -431,7 +431,7 @@ int shm_rdv_client_reply(shm_conn *c)
 {
     rdv_reply r;
     int fds[8], nfds;
-    ssize_t n = recv_with_fds(c->sock, &r, sizeof r, fds, 8, &nfds);
+    ssize_t n = shm_rdv_recv_fds(c->sock, &r, sizeof r, fds, 8, &nfds);
     for (int i = 0; i < nfds; i++)
         close(fds[i]); /* none expected */
     if (n == -1 && (errno == EAGAIN || errno == EINTR))
