@@ -378,11 +378,16 @@ static int worker_setup(struct worker *w, const struct perf_opts *o, size_t buf_
     w->n_slots = n_slots;
     if (!w->sessions || !w->conns || !w->ctl || !w->slots)
         return -PX_ENOMEM;
-    /* Registered memory where the library offers it, so transports that can
-     * avoid a copy (shm, rdma) get the chance; plain memory otherwise. */
+    /* --mem alloc: shareable registered memory, so transports that can
+     * move it without CMA or a registration (shm's shared pool) get the
+     * chance; plain malloc otherwise, what an application has by default. */
     w->buf_len = buf_len ? buf_len : 1;
-    if (px_mem_alloc(w->ctx, w->buf_len, &w->buf, &w->mr) != 0) {
-        w->mr = NULL;
+    w->mr = NULL;
+    if (o->mem_alloc) {
+        rc = px_mem_alloc(w->ctx, w->buf_len, &w->buf, &w->mr);
+        if (rc != 0)
+            return rc;
+    } else {
         w->buf = malloc(w->buf_len);
         if (!w->buf)
             return -PX_ENOMEM;
@@ -628,6 +633,7 @@ int perf_client_main(const struct perf_opts *o)
                                      .threads = o->threads,
                                      .poll_us = o->poll_us,
                                      .cpu = o->cpu,
+                                     .mem_alloc = o->mem_alloc,
                                      .server_cpu = o->server_cpu};
         perf_out_begin(o, &info);
         for (unsigned i = 0; i < n_rows && status == 0; i++)

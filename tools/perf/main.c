@@ -51,6 +51,9 @@ static const char usage_text[] =
     "  --threads N      client threads, each with its own context and its share of the\n"
     "                   connections (default 1)\n"
     "  --poll-us N      polling mode on both sides: spin N us before sleeping\n"
+    "  --mem KIND       the client's send buffer: plain (default, malloc) or alloc\n"
+    "                   (px_mem_alloc on the client's context: shm moves it from a\n"
+    "                   shared pool with one memcpy)\n"
     "  --cpu N          pin the client (local default 1 on 2+ CPUs; -1: no pinning)\n"
     "  --server-cpu N   pin the server (local default 0 on 2+ CPUs; -1: no pinning)\n"
     "  --json           print JSON instead of the table\n"
@@ -183,7 +186,8 @@ enum {
     O_CPU,
     O_SCPU,
     O_JSON,
-    O_QUIET
+    O_QUIET,
+    O_MEM
 };
 
 static const struct option long_opts[] = {
@@ -200,6 +204,7 @@ static const struct option long_opts[] = {
     {"server-cpu", required_argument, NULL, O_SCPU},
     {"json", no_argument, NULL, O_JSON},
     {"quiet", no_argument, NULL, O_QUIET},
+    {"mem", required_argument, NULL, O_MEM},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -245,6 +250,11 @@ static void apply_option(struct perf_opts *o, int c, const char *arg, const char
         break;
     case O_QUIET:
         o->quiet = 1;
+        break;
+    case O_MEM:
+        if (strcmp(arg, "alloc") != 0 && strcmp(arg, "plain") != 0)
+            perf_usage_error("--mem: '%s' is not plain or alloc", arg);
+        o->mem_alloc = arg[0] == 'a';
         break;
     case 'h':
         fputs(usage_text, stdout);

@@ -51,11 +51,13 @@ void perf_out_begin(const struct perf_opts *o, const struct perf_run_info *info)
         printf(",\n  \"conns\": %u,\n  \"threads\": %u,\n  \"poll_us\": %u,\n", info->conns,
                info->threads, info->poll_us);
         printf("  \"client_cpu\": %d,\n  \"server_cpu\": %d,\n", info->cpu, info->server_cpu);
+        printf("  \"mem\": \"%s\",\n", info->mem_alloc ? "alloc" : "plain");
         printf("  \"latency_unit\": \"us\",\n  \"results\": [");
     } else if (!o->quiet) {
-        printf("# px-perf %s  %s  conns %u  threads %u  poll_us %u  cpu client %d server %d\n",
+        printf("# px-perf %s  %s  conns %u  threads %u  poll_us %u  cpu client %d server %d  "
+               "mem %s\n",
                px_version(), info->uri, info->conns, info->threads, info->poll_us, info->cpu,
-               info->server_cpu);
+               info->server_cpu, info->mem_alloc ? "alloc" : "plain");
         printf("# latency in us (round trip); cpu in us per message; MB = 10^6 bytes\n");
     }
     fflush(stdout);

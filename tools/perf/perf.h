@@ -66,6 +66,7 @@ struct perf_opts {
     uint32_t poll_us;
     int json, quiet;
     int cpu, server_cpu; /* -1: do not pin */
+    int mem_alloc;       /* --mem alloc: send buffers from px_mem_alloc() */
 };
 
 /* main.c */
@@ -138,6 +139,7 @@ struct perf_run_info {
     unsigned conns, threads;
     uint32_t poll_us;
     int cpu, server_cpu;
+    int mem_alloc;
 };
 
 void perf_out_begin(const struct perf_opts *o, const struct perf_run_info *info);
