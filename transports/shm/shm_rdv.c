@@ -13,7 +13,8 @@
  * then tests whether it may read the other's memory with
  * process_vm_readv (CMA) and says so in the ring it consumes (cma_ok).
  *
- * The socket stays connected: its EOF is the peer's death.
+ * The socket stays connected: its EOF is the peer's death. Until then it
+ * carries only shared-pool region announcements (shm_pool.c).
  */
 #include <errno.h>
 #include <fcntl.h>
