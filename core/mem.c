@@ -3,6 +3,7 @@
 #include "core/mem.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -54,10 +55,13 @@ static size_t page_round(size_t len)
 
 static int memfd_map(size_t len, int *fd_out, void **addr_out)
 {
-    int fd = memfd_create("plexus-mem", MFD_CLOEXEC);
+    int fd = memfd_create("plexus-mem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return errno == EMFILE || errno == ENFILE ? -errno : -PX_ENOMEM;
-    if (ftruncate(fd, (off_t)len) != 0) {
+    /* Sealed at its size: a peer that maps it (shm's shared pool) can rely on
+     * every byte staying there, so nobody can make its copy fault. */
+    if (ftruncate(fd, (off_t)len) != 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
         close(fd);
         return -PX_ENOMEM;
     }

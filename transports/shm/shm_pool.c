@@ -21,9 +21,9 @@
  * mapping holds the memfd's pages until eviction or close, nothing faults
  * on either side; the memory is only given back then.
  *
- * Known limit: px_mem_alloc() memfds are not sealed, so a hostile peer (of
- * an allowed uid) could shrink one it announced and make our memcpy fault
- * (SIGBUS). Sealing them with F_SEAL_SHRINK at allocation would close it.
+ * px_mem_alloc() seals its memfds against shrinking; a region whose fd is
+ * not sealed so is refused, so a hostile peer cannot shrink one under our
+ * memcpy (which would fault with SIGBUS).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -227,6 +227,9 @@ static int rx_adopt(shm_conn *c, struct shm_pool *p, const pool_msg *m, int fd)
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != m->size ||
         !is_memfd(fd))
         return -PX_EPROTO;
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0 || !(seals & F_SEAL_SHRINK) || !(seals & F_SEAL_SEAL))
+        return -PX_EPROTO; /* it could shrink under our copy */
     void *map = mmap(NULL, (size_t)m->size, PROT_READ, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
         PX_LOGW("shm: conn %s: mapping a %llu-byte region: %s", c->name,
