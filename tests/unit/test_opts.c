@@ -3,6 +3,21 @@
 #include "plexus/error.h"
 #include "px_check.h"
 
+/* Field by field: the struct has padding, which memcmp would read. */
+static void assert_same_opts(const px_ctx_opts *a, const px_ctx_opts *b)
+{
+    ck_assert_uint_eq(a->poll_us, b->poll_us);
+    ck_assert_uint_eq(a->queue_depth, b->queue_depth);
+    ck_assert_uint_eq(a->max_queued_bytes, b->max_queued_bytes);
+    ck_assert_uint_eq(a->max_msg_size, b->max_msg_size);
+    ck_assert_uint_eq(a->max_header_size, b->max_header_size);
+    ck_assert_uint_eq(a->max_iov, b->max_iov);
+    ck_assert_uint_eq(a->inline_threshold, b->inline_threshold);
+    ck_assert_uint_eq(a->max_sessions, b->max_sessions);
+    ck_assert_uint_eq(a->buf_cache_bytes, b->buf_cache_bytes);
+    ck_assert_uint_eq(a->keepalive_ms, b->keepalive_ms);
+}
+
 START_TEST(defaults)
 {
     px_ctx_opts o;
@@ -20,7 +35,7 @@ START_TEST(defaults)
     px_ctx_opts zero = {0};
     px_ctx_opts o2;
     ck_assert_int_eq(px_ctx_opts_resolve(&zero, &o2), 0);
-    ck_assert_mem_eq(&o, &o2, sizeof(o));
+    assert_same_opts(&o, &o2);
     ck_assert_int_eq(px_ctx_opts_resolve(NULL, NULL), -PX_EINVAL);
 }
 END_TEST
@@ -39,7 +54,7 @@ START_TEST(kept)
                       .keepalive_ms = 20};
     px_ctx_opts o;
     ck_assert_int_eq(px_ctx_opts_resolve(&in, &o), 0);
-    ck_assert_mem_eq(&in, &o, sizeof(o));
+    assert_same_opts(&in, &o);
     /* In place works too. */
     in.queue_depth = 0;
     ck_assert_int_eq(px_ctx_opts_resolve(&in, &in), 0);
