@@ -129,7 +129,8 @@ static int server_main(const char *uri, int out_fd, unsigned conns)
     fprintf(stderr, "px-scale server: %u sessions alive at exit\n", server_sessions);
     px_timer_destroy(t);
     px_server_unbind(srv);
-    return server_sessions == 0 ? 0 : 3;
+    int destroyed = px_ctx_destroy(ctx) == 0; /* refused if anything still lives */
+    return server_sessions == 0 && destroyed ? 0 : 3;
 }
 
 /* ---- the client --------------------------------------------------------- */
