@@ -65,3 +65,33 @@ size_t px_iov_put(const px_iov *iov, uint32_t count, uint32_t *idx, size_t *off,
     }
     return len;
 }
+
+void px_tp_send_copy_body(const px_tp_send *s, void *dst)
+{
+    uint8_t *p = dst;
+    if (s->hdr.hdr_len) {
+        memcpy(p, s->app_hdr, s->hdr.hdr_len);
+        p += s->hdr.hdr_len;
+    }
+    for (uint32_t i = 0; i < s->data_count; i++) {
+        if (s->data[i].len)
+            memcpy(p, s->data[i].base, s->data[i].len);
+        p += s->data[i].len;
+    }
+}
+
+static int overlaps(const void *p, size_t len, const uint8_t *lo, size_t size)
+{
+    const uint8_t *b = p;
+    return len && lo && b < lo + size && b + len > lo;
+}
+
+int px_tp_send_points_into(const px_tp_send *s, const void *lo, size_t size)
+{
+    if (overlaps(s->app_hdr, s->hdr.hdr_len, lo, size))
+        return 1;
+    for (uint32_t i = 0; i < s->data_count; i++)
+        if (overlaps(s->data[i].base, s->data[i].len, lo, size))
+            return 1;
+    return 0;
+}

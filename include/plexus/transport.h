@@ -333,6 +333,14 @@ int px_tp_rx_dst_covers(const px_tp_rx *rx);
 size_t px_iov_put(const px_iov *iov, uint32_t count, uint32_t *idx, size_t *off, const void *src,
                   size_t len);
 
+/* Copy a send's application header then its data segments, contiguously,
+ * to dst (hdr.hdr_len + hdr.data_len bytes): into a ring, or aside. */
+void px_tp_send_copy_body(const px_tp_send *s, void *dst);
+
+/* Nonzero when the send's header or data overlaps [lo, lo+size): a send
+ * made from an in-place delivery still points into receive memory. */
+int px_tp_send_points_into(const px_tp_send *s, const void *lo, size_t size);
+
 /* For transports: the memory region behind a px_mr. Returns 0, or
  * -PX_ENOENT when it is plain registered memory without an fd. */
 int px_mr_fd(const px_mr *mr, int *fd, uint64_t *offset);

@@ -75,21 +75,10 @@ static int write_inline(shm_conn *c, px_tp_send *s)
         return rc;
     px_frame_encode(&s->hdr, p);
     p += PX_FRAME_HDR_LEN;
-    if (s->tp_priv[0] & TX_BOUNCED) {
+    if (s->tp_priv[0] & TX_BOUNCED)
         memcpy(p, (const void *)(uintptr_t)s->tp_priv[1], len - PX_FRAME_HDR_LEN);
-        shm_ring_commit(&c->tx, len, SHM_REC_FRAME);
-        c->stats.tx_inline++;
-        return 1;
-    }
-    if (s->hdr.hdr_len) {
-        memcpy(p, s->app_hdr, s->hdr.hdr_len);
-        p += s->hdr.hdr_len;
-    }
-    for (uint32_t i = 0; i < s->data_count; i++) {
-        if (s->data[i].len)
-            memcpy(p, s->data[i].base, s->data[i].len);
-        p += s->data[i].len;
-    }
+    else
+        px_tp_send_copy_body(s, p);
     shm_ring_commit(&c->tx, len, SHM_REC_FRAME);
     c->stats.tx_inline++;
     return 1;
@@ -105,20 +94,14 @@ static int write_one(shm_conn *c, px_tp_send *s)
     return shm_bulk_write(c, s);
 }
 
-/* Does [p, p+len) lie in memory we may reuse once the upcall returns (the
- * rx ring, the prefix scratch, our own rx buffer)? */
-static int in_rx_memory(const shm_conn *c, const void *p, size_t len)
+/* Does the send point into memory we may reuse once the upcall returns
+ * (the rx ring, the prefix scratch, our own rx buffer)? */
+static int points_into_rx(const shm_conn *c, const px_tp_send *s)
 {
-    const uint8_t *b = p, *e = b + len;
-    const uint8_t *ring = c->rx.data;
-    if (!len || !ring)
-        return 0;
-    if (b < ring + c->rx.size && e > ring)
-        return 1;
     size_t scratch = PX_FRAME_HDR_LEN + PX_FRAME_MAX_EXT + c->tp->host.limits.max_hdr;
-    if (b < c->scratch + scratch && e > c->scratch)
-        return 1;
-    return c->own && b < c->own + c->own_cap && e > c->own;
+    return px_tp_send_points_into(s, c->rx.data, c->rx.size) ||
+           px_tp_send_points_into(s, c->scratch, scratch) ||
+           px_tp_send_points_into(s, c->own, c->own_cap);
 }
 
 /* Copy an inline frame's body aside so it no longer depends on receive
@@ -126,18 +109,10 @@ static int in_rx_memory(const shm_conn *c, const void *p, size_t len)
 static int bounce(px_tp_send *s)
 {
     size_t body = (size_t)s->hdr.hdr_len + s->hdr.data_len;
-    uint8_t *b = malloc(body ? body : 1), *p = b;
+    uint8_t *b = malloc(body ? body : 1);
     if (!b)
         return -PX_ENOMEM;
-    if (s->hdr.hdr_len) {
-        memcpy(p, s->app_hdr, s->hdr.hdr_len);
-        p += s->hdr.hdr_len;
-    }
-    for (uint32_t i = 0; i < s->data_count; i++) {
-        if (s->data[i].len)
-            memcpy(p, s->data[i].base, s->data[i].len);
-        p += s->data[i].len;
-    }
+    px_tp_send_copy_body(s, b);
     s->tp_priv[1] = (uintptr_t)b;
     s->tp_priv[0] |= TX_BOUNCED;
     return 0;
@@ -158,10 +133,7 @@ static void bounce_free(px_tp_send *s)
  * deliveries are small) holds the rx ring until it has been written. */
 static void maybe_pin(shm_conn *c, px_tp_send *s)
 {
-    int pin = s->hdr.hdr_len && in_rx_memory(c, s->app_hdr, s->hdr.hdr_len);
-    for (uint32_t i = 0; !pin && i < s->data_count; i++)
-        pin = in_rx_memory(c, s->data[i].base, s->data[i].len);
-    if (!pin)
+    if (!points_into_rx(c, s))
         return;
     if ((s->tp_priv[0] & TX_MODE) == 0)
         s->tp_priv[0] |= fits_inline(c, s) ? TX_INLINE : TX_BULK;

@@ -194,23 +194,10 @@ int tcp_tx_flush(tcp_conn *c)
     return complete_done(c);
 }
 
-static int overlaps(const void *p, size_t len, const uint8_t *lo, size_t size)
-{
-    const uint8_t *b = p;
-    return len && b < lo + size && b + len > lo;
-}
-
 static int points_into_rx(const tcp_conn *c, const px_tp_send *s)
 {
-    size_t ring = (size_t)c->ring_mask + 1, scratch = 2 * (size_t)c->tp->scratch_size;
-    if (overlaps(s->app_hdr, s->hdr.hdr_len, c->ring, ring) ||
-        overlaps(s->app_hdr, s->hdr.hdr_len, c->scratch, scratch))
-        return 1;
-    for (uint32_t i = 0; i < s->data_count; i++)
-        if (overlaps(s->data[i].base, s->data[i].len, c->ring, ring) ||
-            overlaps(s->data[i].base, s->data[i].len, c->scratch, scratch))
-            return 1;
-    return 0;
+    return px_tp_send_points_into(s, c->ring, (size_t)c->ring_mask + 1) ||
+           px_tp_send_points_into(s, c->scratch, 2 * (size_t)c->tp->scratch_size);
 }
 
 /* Only frames made from in-place deliveries that the socket would not take
@@ -221,17 +208,10 @@ int tcp_tx_unlend(tcp_conn *c)
         if (bounce_of(s) || !points_into_rx(c, s))
             continue;
         size_t body = frame_bytes(s) - PX_FRAME_HDR_LEN;
-        uint8_t *b = malloc(body ? body : 1), *p = b;
+        uint8_t *b = malloc(body ? body : 1);
         if (!b)
             return -PX_ENOMEM;
-        if (s->hdr.hdr_len) {
-            memcpy(p, s->app_hdr, s->hdr.hdr_len);
-            p += s->hdr.hdr_len;
-        }
-        for (uint32_t i = 0; i < s->data_count; i++) {
-            memcpy(p, s->data[i].base, s->data[i].len);
-            p += s->data[i].len;
-        }
+        px_tp_send_copy_body(s, b);
         s->tp_priv[0] = (uintptr_t)b;
         c->n_unlent++;
     }
