@@ -595,7 +595,6 @@ void conn_die(px_conn *c, int reason)
         session_event(c->session, graceful ? PX_EV_CONN_CLOSED : PX_EV_CONN_DISCONNECTED, c,
                       graceful ? 0 : reason, NULL, 0);
 queue:
-    c->teardown_queued = 1;
     px_ctx_defer(c->ctx, &c->teardown_d);
 }
 

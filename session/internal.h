@@ -141,12 +141,10 @@ typedef struct px_conn {
     struct px_server *server; /* server side, until the HELLO names a session */
     px_msg *delivering;       /* the rx message inside on_msg right now */
     px_task *assigning;       /* rx task between RX_ASSIGN and its FRAME */
-    int in_upcall;
-    int teardown_queued;
-    int graceful;       /* ends as CLOSED rather than DISCONNECTED */
-    int connect_failed; /* the transport refused to start connecting */
-    int abort_queued;   /* px_conn_disconnect() waits for the loop */
-    int announced;      /* CONN_ESTABLISHED was delivered */
+    int graceful;             /* ends as CLOSED rather than DISCONNECTED */
+    int connect_failed;       /* the transport refused to start connecting */
+    int abort_queued;         /* px_conn_disconnect() waits for the loop */
+    int announced;            /* CONN_ESTABLISHED was delivered */
     int hello_seen;
     int ack_then_close; /* server: reject/redirect answer in flight */
     px_deferred announce_d;

@@ -180,9 +180,7 @@ static void deliver(px_conn *c, px_tp_rx *rx)
         return;
     }
     c->delivering = m;
-    c->in_upcall++;
     conn_notify_msg(c, m, (int)rx->more);
-    c->in_upcall--;
     c->delivering = NULL;
     if (c->state == CS_DEAD)
         return; /* died inside the callback: teardown frees the task */
@@ -219,6 +217,14 @@ static uint64_t vec_room(const px_msg_vec *v)
     for (uint32_t i = 0; i < v->iov_count; i++)
         room += v->iov[i].len;
     return room;
+}
+
+/* The reason a responder gave (RESPONSE aux, from the wire): one of our
+ * codes, or -PX_EPEER for anything we do not know. Checked before any
+ * arithmetic, since the peer chooses the value. */
+static int peer_failure(uint32_t aux)
+{
+    return aux > 0 && aux < 2u * PX_EBASE ? -(int)aux : -PX_EPEER;
 }
 
 /* Finish a request whose response arrived: t leaves `awaiting`. */
@@ -258,11 +264,11 @@ static void response(px_conn *c, px_tp_rx *rx)
     c->stats.bytes_recv += h->hdr_len + (uint64_t)h->data_len;
     px_msg *m = t->msg;
     if (t->state == TS_CANCELED || h->aux || t->short_reply) {
-        int reason = t->short_reply ? -PX_ESHORTBUF : -(int)h->aux;
+        int reason = t->short_reply ? -PX_ESHORTBUF : peer_failure(h->aux);
         int canceled = t->state == TS_CANCELED;
         tx_task_finish(c->ctx, t);
         if (!canceled)
-            conn_complete_error(c, m, reason > -PX_EBASE * 2 && reason < 0 ? reason : -PX_EPEER);
+            conn_complete_error(c, m, reason);
         conn_pump(c);
         conn_check_drained(c);
         return;

@@ -88,9 +88,3 @@ void task_put(px_ctx *ctx, px_task *t)
     t->send.tp_next = (px_tp_send *)(void *)tc->free;
     tc->free = t;
 }
-
-size_t task_cache_bytes(px_ctx *ctx)
-{
-    task_cache *tc = ctx->layer_priv;
-    return tc ? tc->n_slabs * sizeof(slab) : 0;
-}

@@ -9,7 +9,5 @@
 /* A zeroed task with gen bumped, or NULL when memory is exhausted. */
 px_task *task_get(px_ctx *ctx);
 void task_put(px_ctx *ctx, px_task *t);
-/* Bytes held by the context's task cache (for px-info / reports). */
-size_t task_cache_bytes(px_ctx *ctx);
 
 #endif
