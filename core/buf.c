@@ -3,7 +3,10 @@
 
 #include <stdlib.h>
 
-#define BUF_MAX_LEN       ((size_t)2 << 30)
+#include "core/fault.h"
+
+/* The largest class: max_msg_size may be 4 GiB - 1. */
+#define BUF_MAX_LEN       ((size_t)1 << (PX_BUF_MIN_SHIFT + PX_BUF_CLASSES - 1))
 #define BUF_DEFAULT_LIMIT ((size_t)64 << 20)
 
 void px_bufpool_init(px_bufpool *bp, size_t cache_limit)
@@ -13,6 +16,7 @@ void px_bufpool_init(px_bufpool *bp, size_t cache_limit)
     bp->cached_bytes = 0;
     bp->cache_limit = cache_limit ? cache_limit : BUF_DEFAULT_LIMIT;
     bp->allocs = 0;
+    bp->decline = px_fault_mask() & PX_FAULT_BUF_GET;
 }
 
 void px_bufpool_fini(px_bufpool *bp)
@@ -37,7 +41,7 @@ static unsigned size_class(size_t len)
 
 px_buf *px_buf_get(px_bufpool *bp, size_t len)
 {
-    if (len > BUF_MAX_LEN)
+    if (len > BUF_MAX_LEN || bp->decline)
         return NULL;
     unsigned cls = size_class(len);
     px_buf *b = bp->free[cls];

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #define PX_BUF_MIN_SHIFT 12
-#define PX_BUF_CLASSES   21 /* 4 KiB .. 4 GiB */
+#define PX_BUF_CLASSES   21 /* 4 KiB .. 4 GiB: every max_msg_size fits */
 
 typedef struct px_buf {
     struct px_buf *next; /* free-list link while cached */
@@ -23,13 +23,15 @@ typedef struct px_bufpool {
     px_buf *free[PX_BUF_CLASSES];
     size_t cached_bytes;
     size_t cache_limit;
-    uint64_t allocs; /* calls that had to malloc: the steady state keeps this flat */
+    uint64_t allocs;  /* calls that had to malloc: the steady state keeps this flat */
+    unsigned decline; /* fault injection (PX_FAULT=buf_get): every get fails */
 } px_bufpool;
 
 /* cache_limit: bytes of freed buffers kept for reuse (0: 64 MiB). */
 void px_bufpool_init(px_bufpool *bp, size_t cache_limit);
 void px_bufpool_fini(px_bufpool *bp);
-/* A buffer of at least `len` bytes, or NULL (out of memory or len > 2 GiB). */
+/* A buffer of at least `len` bytes (any message size up to 4 GiB), or NULL
+ * when memory is exhausted. */
 px_buf *px_buf_get(px_bufpool *bp, size_t len);
 void px_buf_put(px_bufpool *bp, px_buf *b);
 

@@ -133,6 +133,13 @@ int px_ctx_destroy(px_ctx *ctx)
     pthread_mutex_lock(&ctx->post_lock);
     ctx->closing = 1;
     pthread_mutex_unlock(&ctx->post_lock);
+    /* What the application no longer owns (server sessions of unbound
+     * servers) ends now; its teardown runs as deferred work. */
+    for (int round = 0; round < 1000 && ctx->layer_quiesce; round++) {
+        if (ctx->layer_quiesce(ctx->layer_priv) == 0)
+            break;
+        run_deferred(ctx);
+    }
     /* Work deferred by objects already gone still refers to them: run it. */
     run_deferred(ctx);
     px_list *n;
@@ -304,9 +311,10 @@ void px_ctx_undefer(px_deferred *d)
 
 int px_ctx_transport(px_ctx *ctx, const char *scheme, px_ctx_tp **out)
 {
-    const px_transport *ops = px_transport_find(scheme);
-    if (!ops)
-        return -PX_EBADSCHEME;
+    const px_transport *ops;
+    int rc = px_transport_lookup(scheme, &ops);
+    if (rc < 0)
+        return rc;
     for (unsigned i = 0; i < ctx->n_tps; i++) {
         if (ctx->tps[i].ops == ops) {
             *out = &ctx->tps[i];
@@ -316,7 +324,7 @@ int px_ctx_transport(px_ctx *ctx, const char *scheme, px_ctx_tp **out)
     if (ctx->n_tps == PX_CTX_MAX_TP)
         return -PX_ETOOMANY;
     px_ctx_tp *slot = &ctx->tps[ctx->n_tps];
-    int rc = ops->init(&ctx->host, &slot->tp);
+    rc = ops->init(&ctx->host, &slot->tp);
     if (rc < 0) {
         PX_LOGW("transport %s: init failed: %s", ops->name, px_strerror(rc));
         return rc;

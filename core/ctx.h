@@ -58,9 +58,13 @@ struct px_ctx {
     unsigned n_objects;        /* servers + sessions alive on this context */
 
     /* State an upper layer keeps per context (the session layer's task
-     * cache), freed by layer_fini at destroy. Core never looks inside. */
+     * cache), freed by layer_fini at destroy. Core never looks inside.
+     * layer_quiesce, at destroy, starts ending what the layer still has
+     * that the application no longer owns and returns how many objects are
+     * left (destroy runs deferred work until it says 0). */
     void *layer_priv;
     void (*layer_fini)(void *layer_priv);
+    unsigned (*layer_quiesce)(void *layer_priv);
 };
 
 /* The instance of the transport serving `scheme` on this context, created
@@ -77,7 +81,8 @@ static inline void px_deferred_init(px_deferred *d, void (*fn)(px_deferred *))
     d->fn = fn;
 }
 
-/* Count of live servers and sessions: px_ctx_destroy refuses while nonzero. */
+/* Count of live servers and client sessions (what the application owns):
+ * px_ctx_destroy refuses while nonzero. */
 static inline void px_ctx_ref(px_ctx *ctx)
 {
     ctx->n_objects++;

@@ -37,6 +37,8 @@ const char *px_errname(int err)
         return #name;
         PX_ERROR_LIST(PX_ERR_NAME)
 #undef PX_ERR_NAME
+    case 0:
+        return "PX_OK";
     default:
         return "PX_E?";
     }

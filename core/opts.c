@@ -31,6 +31,10 @@ static void apply_defaults(px_ctx_opts *o)
         o->buf_cache_bytes = PX_DEF_BUF_CACHE;
     if (o->keepalive_ms == 0)
         o->keepalive_ms = PX_DEF_KEEPALIVE_MS;
+    if (o->handshake_timeout_ms == 0)
+        o->handshake_timeout_ms = PX_DEF_HANDSHAKE_MS;
+    if (o->max_rx_held_bytes == 0)
+        o->max_rx_held_bytes = PX_DEF_MAX_RX_HELD;
 }
 
 static int check_ranges(const px_ctx_opts *o)

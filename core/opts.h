@@ -15,6 +15,8 @@
 #define PX_DEF_BUF_CACHE        (256ull << 20)
 #define PX_DEF_KEEPALIVE_MS     5000u
 #define PX_KEEPALIVE_MISSES     3u
+#define PX_DEF_HANDSHAKE_MS     10000u
+#define PX_DEF_MAX_RX_HELD      (64ull << 20)
 
 /* Copy `in` (NULL: all defaults) to `out` with every zero replaced by its
  * default. Returns 0; -PX_EINVAL for a value out of range (queue_depth over

@@ -197,8 +197,8 @@ static int parse_authority_path(span s, uri_out *o, px_uri *u)
         auth_n++;
     span auth = {s.p, auth_n};
     span path = {s.p + auth_n, s.n - auth_n};
-    if (auth.n == 0 && path.n == 0)
-        return -PX_EBADHOST;
+    if (auth.n == 0 && path.n == 0) /* "unix://" lacks its path, "tcp://" its host */
+        return strcmp(u->scheme, "unix") == 0 ? -PX_EBADPATH : -PX_EBADHOST;
     span port = {NULL, 0};
     int rc = parse_host(auth, o, u, &port);
     if (rc)

@@ -1,4 +1,5 @@
-/* A connection: the send path, completions, graceful close and death.
+/* A connection: the send path, completions, liveness, graceful close and
+ * death.
  *
  * A send goes straight to the transport when the connection is established
  * and has room (a free request slot, fewer than queue_depth frames in the
@@ -14,6 +15,7 @@
 #include "plexus/error.h"
 #include "session/handshake.h"
 #include "session/internal.h"
+#include "session/layer.h"
 #include "session/task.h"
 
 #define CLOSE_TIMEOUT_S 10.0
@@ -33,7 +35,7 @@ void conn_complete_error(px_conn *c, px_msg *m, int reason)
     msg_idle(m);
     px_session *s = c->session;
     if (s->ops->on_msg_error)
-        s->ops->on_msg_error(c, m, reason, s->user);
+        s->ops->on_msg_error(c, m, PX_DIR_OUT, reason, s->user);
 }
 
 static void complete_sent(px_conn *c, px_msg *m)
@@ -50,6 +52,43 @@ void conn_complete_delivered(px_conn *c, px_msg *m)
     px_session *s = c->session;
     if (s->ops->on_msg_delivered)
         s->ops->on_msg_delivered(c, m, s->user);
+}
+
+/* ---- handles and names ---------------------------------------------------- */
+
+int conn_handle_check(const px_conn *c)
+{
+    if (!c)
+        return -PX_EINVAL;
+    if (c->magic == PX_DEAD_MAGIC)
+        return -PX_ECLOSED;
+    return c->magic == PX_CONN_MAGIC ? 0 : -PX_EINVAL;
+}
+
+/* "client connection tcp://10.0.0.1:7000" (the URI dialled), or
+ * "server tcp://0.0.0.0:7000: connection from tcp://10.0.0.2:41000". */
+void conn_describe(const px_conn *c, char *buf, size_t len)
+{
+    char peer[PX_URI_MAX] = "(unknown peer)";
+    if (!c->client && c->tp)
+        c->tp->ops->peer_uri(c->tp, peer, sizeof(peer));
+    if (c->client)
+        snprintf(buf, len, "client connection %s", c->uri);
+    else
+        snprintf(buf, len, "server %s: connection from %s", c->uri, peer);
+}
+
+/* Connection events are worth a line at INFO: who, what, why. */
+static void log_event(const px_conn *c, const char *what, int reason)
+{
+    if (__atomic_load_n(&px_log_level_cur, __ATOMIC_RELAXED) > PX_LOG_INFO)
+        return;
+    char who[PX_CONN_DESCR];
+    conn_describe(c, who, sizeof(who));
+    if (reason)
+        PX_LOGI("%s: %s: %s (%s)", who, what, px_errname(reason), px_strerror(reason));
+    else
+        PX_LOGI("%s: %s", who, what);
 }
 
 /* ---- request slots ------------------------------------------------------ */
@@ -77,54 +116,155 @@ px_task *conn_slot_find(px_conn *c, uint64_t id)
     return t && t->gen == (uint32_t)(id >> 32) ? t : NULL;
 }
 
-/* ---- creation ------------------------------------------------------------ */
+/* A canceled request whose slot expired before the responder answered:
+ * its late answer is discarded, not a protocol error. */
+static void tomb_add(px_conn *c, uint64_t id)
+{
+    if (!c->tombs && !(c->tombs = calloc(PX_CANCEL_TOMBS, sizeof(*c->tombs))))
+        return; /* a late answer will then end the connection: still bounded */
+    c->tombs[c->tomb_next++ % PX_CANCEL_TOMBS] = id;
+}
 
-static void on_close_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+int conn_tomb_take(px_conn *c, uint64_t id)
+{
+    for (unsigned i = 0; c->tombs && i < PX_CANCEL_TOMBS; i++) {
+        if (c->tombs[i] == id) {
+            c->tombs[i] = 0; /* wire ids are never 0: gen starts at 1 */
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Give up the slot of a request canceled long ago whose responder never
+ * answered: the queue depth it took is free again. */
+static void expire_slot(px_conn *c, px_task *t)
+{
+    px_list_del(&t->link);
+    conn_slot_release(c, t);
+    tomb_add(c, t->send.hdr.id);
+    c->requests_out--;
+    c->n_canceled--;
+    PX_LOGD("a canceled request's responder never answered: its slot is free again");
+    tx_task_finish(c->ctx, t);
+}
+
+void conn_expire_canceled(px_conn *c)
+{
+    px_list *n = c->awaiting.next;
+    while (c->n_canceled && n != &c->awaiting) {
+        px_task *t = PX_CONTAINER_OF(n, px_task, link);
+        n = n->next;
+        if (t->state == TS_CANCELED && !t->rx_into_app &&
+            c->ticks - t->cancel_tick >= PX_KEEPALIVE_MISSES)
+            expire_slot(c, t);
+    }
+}
+
+/* ---- timers: the handshake/close deadline, the liveness tick --------------- */
+
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 {
     px_conn *c = w->data;
-    PX_LOGW("graceful close timed out; disconnecting");
+    char who[PX_CONN_DESCR];
+    conn_describe(c, who, sizeof(who));
+    if (c->state == CS_CONNECTING || c->state == CS_HANDSHAKE)
+        PX_LOGW("%s: handshake not complete after handshake_timeout_ms %u; ending it", who,
+                c->ctx->opts.handshake_timeout_ms);
+    else
+        PX_LOGW("%s: graceful close timed out after %.0f s; disconnecting", who, CLOSE_TIMEOUT_S);
     conn_die(c, -PX_ETIMEDOUT);
 }
 
-static void teardown_fn(px_deferred *d);
-static void drain_fn(px_deferred *d);
+static void deadline_start(px_conn *c, double seconds)
+{
+    ev_timer_stop(c->ctx->loop, &c->deadline);
+    ev_timer_set(&c->deadline, seconds, 0.);
+    ev_timer_start(c->ctx->loop, &c->deadline);
+}
 
-/* Liveness, every keepalive interval: a link that sent nothing since the
- * last tick sends a KEEPALIVE, so the peer always hears something; a link
- * that heard nothing for PX_KEEPALIVE_MISSES ticks has a dead or hung peer
- * (a stopped process, a cable pulled without a reset) and is ended. */
-static void on_keepalive(struct ev_loop *loop, ev_timer *w, int revents)
+static uint32_t own_keepalive(const px_conn *c)
+{
+    return c->ctx->opts.keepalive_ms;
+}
+
+/* The tick: the shorter of the two sides' keepalive intervals, so each side
+ * hears from the other well within its own check (3 of its intervals). With
+ * both checks off it still ticks, slowly, to expire canceled slots. */
+static uint32_t tick_interval(const px_conn *c)
+{
+    uint32_t own = own_keepalive(c), peer = c->peer_keepalive_ms;
+    uint32_t t = own;
+    if (peer && peer != PX_KEEPALIVE_OFF && (t == PX_KEEPALIVE_OFF || peer < t))
+        t = peer;
+    return t == PX_KEEPALIVE_OFF ? PX_DEF_KEEPALIVE_MS : t;
+}
+
+static int someone_checks(const px_conn *c)
+{
+    return own_keepalive(c) != PX_KEEPALIVE_OFF ||
+           (c->peer_keepalive_ms && c->peer_keepalive_ms != PX_KEEPALIVE_OFF);
+}
+
+/* Every tick: what arrived since the last one (any byte, any upcall)
+ * proves the peer alive; a deliberate pause of our reading does too. */
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     px_conn *c = w->data;
-    if (c->rx_frames != c->rx_seen) {
-        c->rx_seen = c->rx_frames;
-        c->quiet_ticks = 0;
-    } else if (++c->quiet_ticks >= PX_KEEPALIVE_MISSES) {
-        PX_LOGW("%s: nothing heard from the peer for %u keepalive intervals; disconnecting",
-                c->uri[0] ? c->uri : "connection", c->quiet_ticks);
+    double now = ev_now(loop);
+    c->ticks++;
+    uint64_t rx = c->rx_events + (c->tp ? c->tp->rx_bytes : 0);
+    if (rx != c->rx_seen || c->rx_paused) {
+        c->rx_seen = rx;
+        c->heard_at = now;
+    }
+    uint32_t own = own_keepalive(c);
+    if (own != PX_KEEPALIVE_OFF && now - c->heard_at >= PX_KEEPALIVE_MISSES * (own / 1000.0)) {
+        char who[PX_CONN_DESCR];
+        conn_describe(c, who, sizeof(who));
+        PX_LOGW("%s: nothing heard from the peer for %u keepalive intervals (%u ms); "
+                "disconnecting",
+                who, PX_KEEPALIVE_MISSES, own);
         conn_die(c, -PX_ETIMEDOUT);
         return;
     }
-    if (c->tx_frames == c->tx_seen && c->tp && c->state != CS_CONNECTING)
+    if (c->n_canceled) {
+        uint32_t before = c->n_canceled;
+        conn_expire_canceled(c);
+        if (c->n_canceled != before) { /* depth came back: what waits may go */
+            conn_pump(c);
+            conn_check_drained(c);
+            if (c->state == CS_DEAD)
+                return;
+        }
+    }
+    if (someone_checks(c) && c->tx_frames == c->tx_seen && c->tp && c->state != CS_CONNECTING)
         conn_send_ctl(c, PX_FT_KEEPALIVE);
     c->tx_seen = c->tx_frames;
 }
 
-static void keepalive_start(px_conn *c)
+static void tick_start(px_conn *c)
 {
-    uint32_t ms = c->ctx->opts.keepalive_ms;
-    if (ms == PX_KEEPALIVE_OFF)
+    uint32_t ms = tick_interval(c);
+    if (ev_is_active(&c->tick) && ms == c->tick_ms)
         return;
-    ev_timer_init(&c->keepalive, on_keepalive, ms / 1000.0, ms / 1000.0);
-    c->keepalive.data = c;
-    ev_timer_start(c->ctx->loop, &c->keepalive);
+    c->tick_ms = ms;
+    ev_timer_stop(c->ctx->loop, &c->tick);
+    ev_timer_set(&c->tick, ms / 1000.0, ms / 1000.0);
+    ev_timer_start(c->ctx->loop, &c->tick);
 }
+
+/* ---- creation ------------------------------------------------------------ */
+
+static void teardown_fn(px_deferred *d);
+static void drain_fn(px_deferred *d);
 
 static void announce(px_conn *c)
 {
     if (c->announced || c->state == CS_DEAD)
         return;
     c->announced = 1;
+    log_event(c, "established", 0);
     session_event(c->session, PX_EV_CONN_ESTABLISHED, c, 0, NULL, 0);
 }
 
@@ -133,27 +273,44 @@ static void announce_fn(px_deferred *d)
     announce(PX_CONTAINER_OF(d, px_conn, announce_d));
 }
 
+static void begin_close(px_conn *c)
+{
+    c->state = CS_CLOSING;
+    deadline_start(c, CLOSE_TIMEOUT_S);
+    px_ctx_defer(c->ctx, &c->drain_d);
+}
+
 /* The handshake succeeded: the peer's limits are known and messages flow.
  * The client learns it from a transport upcall and is told at once; the
  * server decides inside on_new_session, so its event waits for the loop. */
 void conn_established(px_conn *c, uint32_t peer_depth, uint64_t peer_max_msg, uint32_t peer_max_hdr,
-                      uint32_t peer_max_iov)
+                      uint32_t peer_max_iov, uint32_t peer_keepalive_ms)
 {
     c->peer_depth = peer_depth;
     c->peer_max_msg = peer_max_msg;
     c->peer_max_hdr = peer_max_hdr;
     c->peer_max_iov = peer_max_iov;
+    c->peer_keepalive_ms = peer_keepalive_ms;
+    c->peer_known = 1;
     c->state = CS_ESTABLISHED;
+    ev_timer_stop(c->ctx->loop, &c->deadline);
+    tick_start(c);
     if (c->client)
         announce(c);
     else
         px_ctx_defer(c->ctx, &c->announce_d);
-    if (c->state == CS_ESTABLISHED)
-        conn_pump(c);
+    if (c->state != CS_ESTABLISHED)
+        return;
+    /* Closed before it came up: what was queued still goes, then it ends. */
+    if (c->close_requested)
+        begin_close(c);
+    conn_pump(c);
 }
 
 void conn_free_unused(px_conn *c)
 {
+    ev_timer_stop(c->ctx->loop, &c->tick);
+    ev_timer_stop(c->ctx->loop, &c->deadline);
     free(c->slots);
     free(c->slot_free);
     free(c);
@@ -175,6 +332,7 @@ int conn_create(px_session *s, px_ctx *ctx, int client, px_conn **out)
     }
     for (uint32_t i = 0; i < c->n_slots; i++)
         c->slot_free[i] = c->n_slots - 1 - i;
+    c->magic = PX_CONN_MAGIC;
     c->n_free = c->n_slots;
     c->session = s;
     c->ctx = ctx;
@@ -184,16 +342,26 @@ int conn_create(px_session *s, px_ctx *ctx, int client, px_conn **out)
     px_list_init(&c->pending);
     px_list_init(&c->awaiting);
     px_list_init(&c->held);
+    px_list_init(&c->resp_held);
     px_deferred_init(&c->teardown_d, teardown_fn);
     px_deferred_init(&c->drain_d, drain_fn);
     px_deferred_init(&c->announce_d, announce_fn);
     conn_init_cancels(c);
-    ev_timer_init(&c->close_timer, on_close_timeout, CLOSE_TIMEOUT_S, 0.);
-    c->close_timer.data = c;
-    ev_timer_init(&c->keepalive, on_keepalive, 0., 0.);
-    keepalive_start(c);
+    ev_timer_init(&c->deadline, on_deadline, 0., 0.);
+    c->deadline.data = c;
+    ev_timer_init(&c->tick, on_tick, 0., 0.);
+    c->tick.data = c;
+    c->heard_at = ev_now(ctx->loop);
+    tick_start(c);
     *out = c;
     return 0;
+}
+
+/* Server side: the transport handed us an accepted link. */
+void conn_accepted(px_conn *c)
+{
+    c->state = CS_HANDSHAKE;
+    deadline_start(c, c->ctx->opts.handshake_timeout_ms / 1000.0);
 }
 
 void conn_start_connect(px_conn *c, const char *uri)
@@ -211,6 +379,9 @@ void conn_start_connect(px_conn *c, const char *uri)
     }
     snprintf(c->uri, sizeof(c->uri), "%s", uri);
     c->state = CS_CONNECTING;
+    c->heard_at = ev_now(c->ctx->loop);
+    c->rx_seen = c->rx_events;
+    deadline_start(c, c->ctx->opts.handshake_timeout_ms / 1000.0);
     if (rc < 0) {
         /* Reported like any failed connect (DISCONNECTED with the reason,
          * then TEARDOWN), from the loop, not from inside px_connect(). */
@@ -222,40 +393,62 @@ void conn_start_connect(px_conn *c, const char *uri)
 
 /* ---- the send path ------------------------------------------------------- */
 
-static int check_vec(const px_msg_vec *v, uint32_t max_hdr, uint64_t max_msg, uint32_t max_iov,
-                     uint64_t *bytes)
+/* Say once per connection which limit a send broke: the error code alone
+ * does not tell whose limit or which one. */
+static int refuse(px_conn *c, int rc, const char *what, uint64_t value, const char *limit,
+                  uint64_t max, int peers)
+{
+    if (!c->limit_warned) {
+        c->limit_warned = 1;
+        PX_LOGW("send refused (%s): %s %llu is over %s%s (%llu); further refusals on this "
+                "connection are not logged",
+                px_errname(rc), what, (unsigned long long)value, peers ? "the peer's " : "", limit,
+                (unsigned long long)max);
+    }
+    return rc;
+}
+
+static int check_vec(const px_msg_vec *v, uint64_t *bytes)
 {
     if (v->header_len && !v->header)
         return -PX_EINVAL;
     if (v->iov_count && !v->iov)
         return -PX_EINVAL;
-    if (v->header_len > max_hdr)
-        return -PX_EMSGSIZE;
-    if (v->iov_count > max_iov)
-        return -PX_ETOOMANY;
     uint64_t total = 0;
     for (uint32_t i = 0; i < v->iov_count; i++) {
         if (v->iov[i].len && !v->iov[i].base)
             return -PX_EINVAL;
         total += v->iov[i].len;
     }
-    if (total > max_msg)
-        return -PX_EMSGSIZE;
     *bytes = total;
     return 0;
 }
 
-/* Validate against our limits and, once known, the peer's. */
+/* Validate against our limits and, once known, the peer's (even a limit of
+ * 0: a peer that accepts no data gets none). */
 int conn_check_out(px_conn *c, const px_msg *m, uint64_t *data_len)
 {
     const px_ctx_opts *o = &c->ctx->opts;
-    uint32_t max_hdr = o->max_header_size, max_iov = o->max_iov;
-    uint64_t max_msg = o->max_msg_size;
-    if (c->peer_max_msg) {
-        max_hdr = max_hdr < c->peer_max_hdr ? max_hdr : c->peer_max_hdr;
-        max_msg = max_msg < c->peer_max_msg ? max_msg : c->peer_max_msg;
-    }
-    return check_vec(&m->out, max_hdr, max_msg, max_iov, data_len);
+    int rc = check_vec(&m->out, data_len);
+    if (rc < 0)
+        return rc;
+    if (m->out.iov_count > o->max_iov)
+        return refuse(c, -PX_ETOOMANY, "iovec count", m->out.iov_count, "max_iov", o->max_iov, 0);
+    if (m->out.header_len > o->max_header_size)
+        return refuse(c, -PX_EMSGSIZE, "header length", m->out.header_len, "max_header_size",
+                      o->max_header_size, 0);
+    if (*data_len > o->max_msg_size)
+        return refuse(c, -PX_EMSGSIZE, "data length", *data_len, "max_msg_size", o->max_msg_size,
+                      0);
+    if (!c->peer_known)
+        return 0;
+    if (m->out.header_len > c->peer_max_hdr)
+        return refuse(c, -PX_EMSGSIZE, "header length", m->out.header_len, "max_header_size",
+                      c->peer_max_hdr, 1);
+    if (*data_len > c->peer_max_msg)
+        return refuse(c, -PX_EMSGSIZE, "data length", *data_len, "max_msg_size", c->peer_max_msg,
+                      1);
+    return 0;
 }
 
 static int send_state_error(const px_conn *c)
@@ -263,6 +456,7 @@ static int send_state_error(const px_conn *c)
     switch (c->state) {
     case CS_CONNECTING:
     case CS_HANDSHAKE:
+        return c->close_requested ? -PX_ESHUTDOWN : 0;
     case CS_ESTABLISHED:
         return 0;
     case CS_CLOSING:
@@ -372,14 +566,23 @@ void conn_pump(px_conn *c)
     c->stats.queued_bytes = c->pending_bytes;
 }
 
+static uint64_t request_deadline(const px_conn *c, const px_msg *m)
+{
+    uint32_t ms = m->timeout_ms ? m->timeout_ms : c->ctx->opts.request_timeout_ms;
+    return ms ? px_now_ns() + (uint64_t)ms * 1000000u : 0;
+}
+
 static int submit(px_conn *c, px_msg *m, uint32_t type)
 {
-    if (!c || !m)
+    int rc = conn_handle_check(c);
+    if (rc < 0)
+        return rc;
+    if (!m)
         return -PX_EINVAL;
     msg_priv *mp = msg_priv_of(m);
     if (mp->state != MS_IDLE)
         return -PX_EBUSY;
-    int rc = send_state_error(c);
+    rc = send_state_error(c);
     if (rc < 0)
         return rc;
     uint64_t data_len;
@@ -388,10 +591,11 @@ static int submit(px_conn *c, px_msg *m, uint32_t type)
         return rc;
     if (type == PX_FT_REQUEST) {
         uint64_t room;
-        const px_ctx_opts *o = &c->ctx->opts;
-        rc = check_vec(&m->in, UINT32_MAX, UINT64_MAX, o->max_iov, &room);
+        rc = check_vec(&m->in, &room);
+        if (rc == 0 && m->in.iov_count > c->ctx->opts.max_iov)
+            rc = -PX_ETOOMANY;
         if (rc < 0)
-            return rc == -PX_EMSGSIZE ? -PX_EINVAL : rc;
+            return rc;
     }
     uint64_t bytes = m->out.header_len + data_len;
     int direct = px_list_empty(&c->pending) && has_room(c, type, m);
@@ -407,16 +611,22 @@ static int submit(px_conn *c, px_msg *m, uint32_t type)
     mp->frame_type = type;
     mp->app_in_iov = m->in.iov;
     mp->app_in_count = m->in.iov_count;
+    if (type == PX_FT_REQUEST)
+        mp->deadline_ns = request_deadline(c, m);
     if (direct) {
         rc = launch(c, m);
-        if (rc < 0)
+        if (rc < 0) {
             memset(mp, 0, sizeof(*mp));
-        return rc;
+            return rc;
+        }
+    } else {
+        mp->state = MS_PENDING;
+        px_list_push_back(&c->pending, &mp->link);
+        c->pending_bytes += mp->bytes;
+        c->stats.queued_bytes = c->pending_bytes;
     }
-    mp->state = MS_PENDING;
-    px_list_push_back(&c->pending, &mp->link);
-    c->pending_bytes += mp->bytes;
-    c->stats.queued_bytes = c->pending_bytes;
+    if (mp->deadline_ns)
+        conn_arm_deadline(c, mp->deadline_ns);
     return 0;
 }
 
@@ -428,6 +638,32 @@ int px_send_request(px_conn *c, px_msg *req)
 int px_send_msg(px_conn *c, px_msg *msg)
 {
     return submit(c, msg, PX_FT_ONEWAY);
+}
+
+/* A frame that is only an id (RECEIPT, CANCEL): it needs a send request of
+ * its own for as long as the transport holds it, so it takes a task. */
+void conn_send_id_frame(px_conn *c, int type, uint64_t id)
+{
+    if (!c->tp)
+        return;
+    px_task *t = task_get(c->ctx);
+    if (!t) {
+        conn_die(c, -PX_ENOMEM);
+        return;
+    }
+    t->kind = TASK_TX;
+    t->conn = c;
+    t->state = TS_FREE; /* nothing to wait for but the transport */
+    t->send.hdr.version = PX_WIRE_VERSION;
+    t->send.hdr.type = (uint8_t)type;
+    t->send.hdr.id = id;
+    t->in_transport = 1;
+    c->tx_in_transport++;
+    if (conn_tp_send(c, &t->send) < 0) {
+        c->tx_in_transport--;
+        task_put(c->ctx, t);
+        conn_die(c, -PX_EDISCONNECTED);
+    }
 }
 
 /* ---- completions from the transport -------------------------------------- */
@@ -456,11 +692,13 @@ void conn_tx_done(px_conn *c, px_task *t, int status)
 
 /* ---- graceful close ------------------------------------------------------ */
 
-/* Nothing of ours is outstanding. A canceled request does not count: its
- * answer may never come, and the peer answers it at its own close. */
+/* Nothing of ours is outstanding: our sends have left, our requests are
+ * answered, and so are the peer's requests we were given (the application
+ * answers them within the close timeout, or plexus does then). A canceled
+ * request does not count: its answer may never come. */
 static int drained(const px_conn *c)
 {
-    if (!px_list_empty(&c->pending) || c->tx_in_transport != 0)
+    if (!px_list_empty(&c->pending) || c->tx_in_transport != 0 || c->rx_requests != 0)
         return 0;
     for (const px_list *n = c->awaiting.next; n != &c->awaiting; n = n->next)
         if (PX_CONTAINER_OF(n, px_task, link)->state != TS_CANCELED)
@@ -503,28 +741,27 @@ void conn_on_fin(px_conn *c)
         return;
     }
     c->state = CS_PEER_FIN;
-    ev_timer_start(c->ctx->loop, &c->close_timer);
+    deadline_start(c, CLOSE_TIMEOUT_S);
     fail_pending(c, -PX_ESHUTDOWN);
     conn_check_drained(c);
 }
 
 int px_conn_close(px_conn *c)
 {
-    if (!c)
-        return -PX_EINVAL;
+    int rc = conn_handle_check(c);
+    if (rc < 0)
+        return rc;
     switch (c->state) {
     case CS_ESTABLISHED:
-        c->state = CS_CLOSING;
-        ev_timer_start(c->ctx->loop, &c->close_timer);
-        px_ctx_defer(c->ctx, &c->drain_d);
+        begin_close(c);
         return 0;
     case CS_CONNECTING:
     case CS_HANDSHAKE:
-        /* Nothing was exchanged yet: end it as a closed connection. */
-        c->close_reason = -PX_ESHUTDOWN;
-        c->state = CS_CLOSING;
-        c->graceful = 1;
-        px_ctx_defer(c->ctx, &c->teardown_d);
+        /* Not up yet: it closes once established, after what is queued has
+         * gone (or fails with the connection if it never comes up). */
+        if (c->close_requested)
+            return -PX_EALREADY;
+        c->close_requested = 1;
         return 0;
     default:
         return -PX_EALREADY;
@@ -533,8 +770,9 @@ int px_conn_close(px_conn *c)
 
 int px_conn_disconnect(px_conn *c)
 {
-    if (!c)
-        return -PX_EINVAL;
+    int rc = conn_handle_check(c);
+    if (rc < 0)
+        return rc;
     if (c->state == CS_DEAD || c->abort_queued)
         return -PX_EALREADY;
     /* Completions must not run inside this call: die from the loop. */
@@ -552,12 +790,14 @@ static void fail_awaiting(px_conn *c, int reason)
         px_task *t = PX_CONTAINER_OF(n, px_task, link);
         conn_slot_release(c, t);
         px_msg *m = t->msg;
-        int state = t->state;
+        int state = t->state, why = state == TS_CANCELED ? t->reason : reason;
         if (state == TS_AWAIT_RESPONSE || state == TS_CANCELED)
             c->requests_out--;
+        if (state == TS_CANCELED)
+            c->n_canceled--;
         tx_task_finish(c->ctx, t); /* with a reply buffer it may have been lent */
-        if (state != TS_CANCELED)
-            conn_complete_error(c, m, reason);
+        if (m)                     /* NULL: canceled, and told so already */
+            conn_complete_error(c, m, why);
     }
 }
 
@@ -571,8 +811,9 @@ void conn_die(px_conn *c, int reason)
     int graceful = c->graceful;
     c->state = CS_DEAD;
     c->close_reason = reason;
-    ev_timer_stop(c->ctx->loop, &c->close_timer);
-    ev_timer_stop(c->ctx->loop, &c->keepalive);
+    ev_timer_stop(c->ctx->loop, &c->deadline);
+    ev_timer_stop(c->ctx->loop, &c->tick);
+    ev_timer_stop(c->ctx->loop, &c->req_timer);
     px_ctx_undefer(&c->drain_d);
     if (c->tp) {
         px_tp_conn *tp = c->tp;
@@ -580,8 +821,10 @@ void conn_die(px_conn *c, int reason)
         tp->ops->close(tp); /* queued sends complete here with an error */
     }
     px_ctx_undefer(&c->announce_d);
-    if (!c->session)
+    if (!c->session) {
+        log_event(c, "ended before its handshake", reason);
         goto queue;
+    }
     px_ctx_undefer(&c->cancel_d);
     conn_flush_cancels(c);
     int msg_reason = graceful ? -PX_EFLUSHED : reason ? reason : -PX_EDISCONNECTED;
@@ -591,6 +834,7 @@ void conn_die(px_conn *c, int reason)
     fail_awaiting(c, msg_reason);
     fail_pending(c, msg_reason);
     rx_fail_held(c, msg_reason);
+    log_event(c, graceful ? "closed" : "disconnected", graceful ? 0 : reason);
     if (c->announced || c->client)
         session_event(c->session, graceful ? PX_EV_CONN_CLOSED : PX_EV_CONN_DISCONNECTED, c,
                       graceful ? 0 : reason, NULL, 0);
@@ -608,17 +852,19 @@ void conn_closed(px_conn *c)
 static void free_conn(px_conn *c)
 {
     rx_free_held(c);
+    rx_orphan_responses(c);
     free(c->slots);
     free(c->slot_free);
-    free(c);
+    free(c->tombs);
+    layer_retire(c->ctx, c, &c->magic, sizeof(*c));
 }
 
 static void teardown_fn(px_deferred *d)
 {
     px_conn *c = PX_CONTAINER_OF(d, px_conn, teardown_d);
     if (c->state != CS_DEAD) {
-        /* px_conn_disconnect(), or a close before the handshake ended. */
-        conn_die(c, c->graceful || c->connect_failed ? c->close_reason : -PX_EFLUSHED);
+        /* px_conn_disconnect(), or a connect the transport refused. */
+        conn_die(c, c->connect_failed ? c->close_reason : -PX_EFLUSHED);
         return; /* conn_die queued us again */
     }
     px_session *s = c->session;
@@ -669,17 +915,20 @@ int conn_send_hs(px_conn *c, int type, size_t len)
 
 px_session *px_conn_session(const px_conn *c)
 {
-    return c ? c->session : NULL;
+    return conn_handle_check(c) == 0 ? c->session : NULL;
 }
 
 px_ctx *px_conn_ctx(const px_conn *c)
 {
-    return c ? c->ctx : NULL;
+    return conn_handle_check(c) == 0 ? c->ctx : NULL;
 }
 
 int px_conn_peer(const px_conn *c, char *buf, size_t len)
 {
-    if (!c || !buf)
+    int rc = conn_handle_check(c);
+    if (rc < 0)
+        return rc;
+    if (!buf)
         return -PX_EINVAL;
     if (!c->tp || c->state == CS_CONNECTING)
         return -PX_ENOTCONN;
@@ -688,10 +937,13 @@ int px_conn_peer(const px_conn *c, char *buf, size_t len)
 
 int px_conn_get_stats(const px_conn *c, px_conn_stats *out)
 {
-    if (!c || !out)
+    int rc = conn_handle_check(c);
+    if (rc < 0)
+        return rc;
+    if (!out)
         return -PX_EINVAL;
     *out = c->stats;
-    out->in_flight = c->requests_out;
+    out->in_flight = c->requests_out - c->n_canceled; /* canceled ones have completed */
     out->queued = 0;
     for (px_list *n = c->pending.next; n != &c->pending; n = n->next)
         out->queued++;

@@ -78,6 +78,7 @@ int px_hello_encode(const px_hello *h, void *buf, size_t cap)
     put_u64(&c, h->max_msg);
     put_u32(&c, h->max_hdr);
     put_u32(&c, h->max_iov);
+    put_u32(&c, h->keepalive_ms);
     put_u64(&c, h->token);
     put_u16(&c, h->uri_len);
     put_u16(&c, h->priv_len);
@@ -87,10 +88,11 @@ int px_hello_encode(const px_hello *h, void *buf, size_t cap)
 }
 
 /* Limits every handshake must satisfy before anyone uses them. */
-static int sane_limits(uint32_t depth, uint64_t max_msg, uint32_t max_hdr, uint32_t max_iov)
+static int sane_limits(uint32_t depth, uint64_t max_msg, uint32_t max_hdr, uint32_t max_iov,
+                       uint32_t keepalive_ms)
 {
     return depth >= 1 && depth <= 65536 && max_msg <= UINT32_MAX && max_hdr <= 65535 &&
-           max_iov >= 1 && max_iov <= 1024;
+           max_iov >= 1 && max_iov <= 1024 && keepalive_ms >= 1;
 }
 
 int px_hello_decode(const void *buf, size_t len, px_hello *h)
@@ -105,6 +107,7 @@ int px_hello_decode(const void *buf, size_t len, px_hello *h)
     h->max_msg = get_u64(&c);
     h->max_hdr = get_u32(&c);
     h->max_iov = get_u32(&c);
+    h->keepalive_ms = get_u32(&c);
     h->token = get_u64(&c);
     h->uri_len = get_u16(&c);
     h->priv_len = get_u16(&c);
@@ -116,7 +119,7 @@ int px_hello_decode(const void *buf, size_t len, px_hello *h)
         return -PX_EPROTO;
     if (h->min_version > h->max_version)
         return -PX_EPROTO;
-    if (!sane_limits(h->queue_depth, h->max_msg, h->max_hdr, h->max_iov))
+    if (!sane_limits(h->queue_depth, h->max_msg, h->max_hdr, h->max_iov, h->keepalive_ms))
         return -PX_EPROTO;
     if (h->min_version > PX_WIRE_VERSION || h->max_version < PX_WIRE_VERSION)
         return -PX_EVERSION;
@@ -136,6 +139,7 @@ int px_hello_ack_encode(const px_hello_ack *a, void *buf, size_t cap)
     put_u64(&c, a->max_msg);
     put_u32(&c, a->max_hdr);
     put_u32(&c, a->max_iov);
+    put_u32(&c, a->keepalive_ms);
     put_u64(&c, a->token);
     put_u16(&c, a->data_len);
     put_u16(&c, a->n_uris);
@@ -162,6 +166,7 @@ int px_hello_ack_decode(const void *buf, size_t len, px_hello_ack *a)
     a->max_msg = get_u64(&c);
     a->max_hdr = get_u32(&c);
     a->max_iov = get_u32(&c);
+    a->keepalive_ms = get_u32(&c);
     a->token = get_u64(&c);
     a->data_len = get_u16(&c);
     a->n_uris = get_u16(&c);
@@ -181,7 +186,7 @@ int px_hello_ack_decode(const void *buf, size_t len, px_hello_ack *a)
     if (a->status > PX_HS_REDIRECT)
         return -PX_EPROTO;
     if (a->status == PX_HS_ACCEPT &&
-        !sane_limits(a->queue_depth, a->max_msg, a->max_hdr, a->max_iov))
+        !sane_limits(a->queue_depth, a->max_msg, a->max_hdr, a->max_iov, a->keepalive_ms))
         return -PX_EPROTO;
     if (a->status == PX_HS_REDIRECT && a->n_uris == 0)
         return -PX_EPROTO;

@@ -21,8 +21,9 @@ typedef struct px_hello {
     uint32_t queue_depth; /* requests the sender accepts in flight */
     uint64_t max_msg;
     uint32_t max_hdr, max_iov;
-    uint64_t token;  /* 0: a new session; else join that session */
-    const char *uri; /* the URI the client dialled (not NUL-terminated) */
+    uint32_t keepalive_ms; /* the sender's interval, or UINT32_MAX: it checks nothing */
+    uint64_t token;        /* 0: a new session; else join that session */
+    const char *uri;       /* the URI the client dialled (not NUL-terminated) */
     uint16_t uri_len;
     const void *priv;
     uint16_t priv_len;
@@ -35,6 +36,7 @@ typedef struct px_hello_ack {
     uint32_t queue_depth;
     uint64_t max_msg;
     uint32_t max_hdr, max_iov;
+    uint32_t keepalive_ms; /* as in px_hello */
     uint64_t token;
     const void *data; /* ACCEPT/REJECT: the server's user data */
     uint16_t data_len;

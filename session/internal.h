@@ -5,11 +5,14 @@
  *   px_session owned by the application on the client side (create/close),
  *              by its server side connections on the server side (freed
  *              after the last one is torn down); owns its connections.
- *   px_conn    owned by its session; owns its transport link, its task
- *              pools and every task in them; freed after
+ *   px_conn    owned by its session; owns its transport link and every
+ *              task it has taken from the context's cache; freed after
  *              PX_EV_CONN_TEARDOWN has been delivered.
- *   px_task    pool element of a connection: the bookkeeping of one
+ *   px_task    from the context's cache (task.c): the bookkeeping of one
  *              message in flight (tx) or delivered and held (rx).
+ *   layer      the per-context state of this layer (task cache, server
+ *              sessions whose server is gone, the debug quarantine of
+ *              freed handles); owned by the context, freed at destroy.
  */
 #ifndef PX_SESSION_INTERNAL_H
 #define PX_SESSION_INTERNAL_H
@@ -30,7 +33,9 @@ enum task_kind { TASK_TX = 1, TASK_RX = 2 };
 enum task_state {
     TS_FREE = 0,
     TS_AWAIT_RESPONSE, /* tx request sent (or being sent); msg set */
-    TS_CANCELED,       /* tx request canceled: the response is discarded */
+    TS_CANCELED,       /* tx request given up (cancel, timeout): the answer is discarded;
+                          msg is NULL, or set while its reply still lands in the app's
+                          memory (completed when it has) */
     TS_AWAIT_RECEIPT,  /* tx one-way with receipt */
     TS_SENDING,        /* tx one-way without receipt, until send complete */
     TS_DELIVERED,      /* rx: handed to the application, not yet answered/released */
@@ -39,11 +44,11 @@ enum task_state {
 
 typedef struct px_task {
     px_tp_send send; /* send.cookie == this task */
-    px_list link;    /* tx: conn->awaiting; rx: conn->held */
+    px_list link;    /* tx: conn->awaiting, then conn->resp_held; rx: conn->held */
     struct px_conn *conn;
     px_msg *msg;   /* tx: the application's message; rx: &rx_msg */
     px_msg rx_msg; /* rx: what the application sees */
-    px_buf *buf;   /* rx: copy of detached or directly received data */
+    px_buf *buf;   /* copies of detached or directly received data (a chain) */
     px_iov rx_iov; /* rx: the single data segment plexus points in.iov at */
     uint32_t gen;  /* bumped at each reuse: part of the wire id */
     uint8_t kind;
@@ -53,23 +58,29 @@ typedef struct px_task {
     uint8_t inplace_hdr;   /* the delivered header still points into the transport */
     uint8_t inplace_data;  /* the delivered data still points into the transport */
     uint8_t silent;        /* rx: answered by plexus with an error; no callback */
-    uint8_t auto_answered; /* rx: answered at close while the application holds it */
+    uint8_t auto_answered; /* rx: answered by plexus while the application holds it */
     uint8_t short_reply;   /* tx: the reply did not fit the application's vector */
     uint8_t app_assigned;  /* rx: data goes to memory from assign_data_in_buf */
+    uint8_t rx_into_app;   /* tx: the response is landing in the app's in.iov now */
+    int32_t reason;        /* rx auto_answered: what px_send_response says;
+                              tx TS_CANCELED: the error the application gets */
+    uint32_t cancel_tick;  /* tx TS_CANCELED: the conn's tick when given up */
     uint64_t peer_id;      /* rx: the peer's id of this message */
 } px_task;
 
 /* The library's view of an application px_msg's priv[] area. */
 typedef struct msg_priv {
-    px_list link;         /* conn->pending while waiting for a task */
+    px_list link;         /* conn->pending while waiting for a task; conn->cancels */
     struct px_conn *conn; /* set while the message is the library's */
     px_task *task;        /* tx task once sent; rx task for delivered ones */
     px_ctx *ctx;
-    uint64_t bytes; /* header + data, counted against the byte limit */
-    uint32_t state; /* MS_* */
+    uint64_t bytes;       /* header + data, counted against the byte limit */
+    uint64_t deadline_ns; /* requests with a timeout: px_now_ns() to give up at; else 0 */
+    uint32_t state;       /* MS_* */
     uint32_t frame_type;
-    px_iov *app_in_iov;    /* the reply vector the application set, restored */
-    uint32_t app_in_count; /* when it releases the response */
+    int32_t reason;        /* MS_CANCELED: the error its completion carries */
+    uint32_t app_in_count; /* the reply vector the application set, restored */
+    px_iov *app_in_iov;    /* when it releases the response */
 } msg_priv;
 
 enum msg_state {
@@ -106,7 +117,16 @@ enum conn_state {
     CS_DEAD,     /* transport gone; teardown deferred */
 };
 
+/* Handles the application holds carry a magic: a call on one already torn
+ * down is told -PX_ECLOSED (debug builds keep the memory, poisoned). */
+#define PX_CONN_MAGIC 0x636f6e6eu /* "conn" */
+#define PX_SESS_MAGIC 0x73657373u /* "sess" */
+#define PX_DEAD_MAGIC 0x64656164u /* "dead" */
+
+#define PX_CANCEL_TOMBS 64 /* ids of expired canceled requests remembered per conn */
+
 typedef struct px_conn {
+    uint32_t magic;
     struct px_session *session;
     px_ctx *ctx;
     px_list session_link;
@@ -129,14 +149,23 @@ typedef struct px_conn {
     uint64_t pending_bytes;
     px_list awaiting;      /* tx tasks awaiting a response or receipt, in send order */
     px_list held;          /* rx tasks the application holds */
-    uint32_t requests_out; /* tx requests not yet answered (incl. canceled) */
-    uint32_t peer_depth;   /* requests the peer accepts in flight */
+    px_list resp_held;     /* tx tasks of responses the application holds */
+    uint32_t requests_out; /* tx requests whose slot is taken (incl. canceled) */
+    uint32_t n_canceled;   /* ... of which given up, awaiting the peer's answer */
+    uint64_t *tombs;       /* ids of canceled requests whose slot expired, a ring */
+    uint32_t tomb_next;
+    uint32_t peer_depth; /* requests the peer accepts in flight */
     uint64_t peer_max_msg;
     uint32_t peer_max_hdr, peer_max_iov;
+    uint32_t peer_keepalive_ms; /* the peer's interval, PX_KEEPALIVE_OFF, or 0: not known */
+    int peer_known;             /* the peer's limits are known (handshake done) */
     uint64_t next_sn;
+    unsigned limit_warned; /* a refused send was logged (once per conn) */
 
-    px_list cancels; /* canceled application messages awaiting their error */
+    px_list cancels; /* given-up application messages awaiting their error */
     px_deferred cancel_d;
+    ev_timer req_timer;    /* the earliest request deadline */
+    uint64_t req_deadline; /* what req_timer is armed for (0: not armed) */
 
     struct px_server *server; /* server side, until the HELLO names a session */
     px_msg *delivering;       /* the rx message inside on_msg right now */
@@ -144,6 +173,7 @@ typedef struct px_conn {
     int graceful;             /* ends as CLOSED rather than DISCONNECTED */
     int connect_failed;       /* the transport refused to start connecting */
     int abort_queued;         /* px_conn_disconnect() waits for the loop */
+    int close_requested;      /* px_conn_close() before establishment */
     int announced;            /* CONN_ESTABLISHED was delivered */
     int hello_seen;
     int ack_then_close; /* server: reject/redirect answer in flight */
@@ -151,20 +181,25 @@ typedef struct px_conn {
     int close_reason;
     px_deferred teardown_d;
     px_deferred drain_d;
-    ev_timer close_timer;
+    ev_timer deadline; /* the handshake's, then the graceful close's */
 
-    px_tp_send hs_send; /* the HELLO / HELLO_ACK / FIN frame in flight */
+    px_tp_send hs_send; /* the HELLO / HELLO_ACK frame in flight */
     uint8_t hs_buf[8192];
     px_iov hs_iov;
     px_tp_send ctl_send[3]; /* FIN, FIN_ACK, KEEPALIVE */
     int ctl_busy[3];
 
-    /* Liveness: frames sent and received so far, and what the keepalive
-     * timer saw of them at its last tick. */
-    uint64_t tx_frames, rx_frames;
-    uint64_t tx_seen, rx_seen;
-    unsigned quiet_ticks; /* ticks in a row with nothing received */
-    ev_timer keepalive;
+    /* Liveness (and housekeeping: canceled slots expire on its ticks). */
+    ev_timer tick;
+    uint32_t tick_ms;
+    uint32_t ticks;
+    uint64_t tx_frames, tx_seen; /* frames sent, and as of the last tick */
+    uint64_t rx_events, rx_seen; /* upcalls and bytes received, as of the last tick */
+    double heard_at;             /* loop time we last heard the peer */
+
+    /* Received data held in plexus buffers (max_rx_held_bytes). */
+    uint64_t rx_held;
+    int rx_paused;
 
     px_conn_stats stats;
 } px_conn;
@@ -174,6 +209,7 @@ typedef struct px_conn {
 enum sess_state { SS_NEW = 1, SS_DECIDING, SS_ESTABLISHED, SS_REJECTED, SS_CLOSING };
 
 typedef struct px_session {
+    uint32_t magic;
     px_ctx *ctx;
     const px_session_ops *ops;
     void *user;
@@ -183,7 +219,7 @@ typedef struct px_session {
     px_list conns; /* px_conn.session_link */
     unsigned n_conns;
     struct px_server *server; /* server side: where it was accepted, NULL after unbind */
-    px_list server_link;
+    px_list server_link;      /* server->sessions, or the layer's orphans after unbind */
     char uri[PX_URI_MAX];
     uint8_t *priv_data;
     size_t priv_len;
@@ -215,8 +251,9 @@ struct px_hello;
 int conn_create(px_session *s, px_ctx *ctx, int client, px_conn **out);
 void conn_free_unused(px_conn *c);
 void conn_start_connect(px_conn *c, const char *uri);
+void conn_accepted(px_conn *c);
 void conn_established(px_conn *c, uint32_t peer_depth, uint64_t peer_max_msg, uint32_t peer_max_hdr,
-                      uint32_t peer_max_iov);
+                      uint32_t peer_max_iov, uint32_t peer_keepalive_ms);
 int conn_check_out(px_conn *c, const px_msg *m, uint64_t *data_len);
 void conn_pump(px_conn *c);
 void conn_tx_done(px_conn *c, px_task *t, int status);
@@ -226,14 +263,23 @@ void conn_closed(px_conn *c);
 void conn_die(px_conn *c, int reason);
 void conn_send_ctl(px_conn *c, int type);
 int conn_send_hs(px_conn *c, int type, size_t len);
+void conn_send_id_frame(px_conn *c, int type, uint64_t id);
 void conn_complete_error(px_conn *c, px_msg *m, int reason);
 void conn_complete_delivered(px_conn *c, px_msg *m);
 void conn_slot_release(px_conn *c, px_task *t);
 px_task *conn_slot_find(px_conn *c, uint64_t id);
+int conn_tomb_take(px_conn *c, uint64_t id);
+int conn_handle_check(const px_conn *c);
+/* Who a connection is, for the log: its URI, and a server's peer. */
+#define PX_CONN_DESCR (2 * PX_URI_MAX + 64)
+void conn_describe(const px_conn *c, char *buf, size_t len);
 
 /* msg.c */
 void conn_init_cancels(px_conn *c);
 void conn_flush_cancels(px_conn *c);
+void conn_give_up(px_conn *c, px_msg *m, int reason);
+void conn_expire_canceled(px_conn *c);
+void conn_arm_deadline(px_conn *c, uint64_t deadline_ns);
 
 /* nexus.c: the transport observer of a connection */
 int nexus_notify(void *self, int event, void *data);
@@ -247,6 +293,7 @@ void rx_abandon_assign(px_conn *c, int reason);
 void rx_release(px_conn *c, px_task *t);
 int rx_respond_error(px_conn *c, px_task *t, int reason);
 void rx_response_sent(px_conn *c, px_task *t, int status);
+void rx_orphan_responses(px_conn *c);
 void tx_task_finish(px_ctx *ctx, px_task *t);
 
 /* session.c */
@@ -259,11 +306,19 @@ void session_on_hello(px_conn *c, const void *body, size_t len);
 void session_on_hello_ack(px_conn *c, const void *body, size_t len);
 void session_hs_sent(px_conn *c, int status);
 int session_accept_conn(px_session *s, px_conn *c);
+int session_handle_check(const px_session *s);
 
 /* server.c */
 void server_offer(struct px_server *srv, px_conn *c, const struct px_hello *h);
 void server_join(struct px_server *srv, px_conn *c, uint64_t token);
 void server_session_gone(struct px_server *srv, px_session *s);
+
+/* layer.c: the per-context state of the session layer */
+/* Server sessions whose server was unbound: px_ctx_destroy ends them. */
+void layer_adopt_orphan(px_ctx *ctx, px_session *s);
+/* Free a connection's or session's memory, or, in debug builds, keep it
+ * poisoned so a stale handle is recognised (PX_DEAD_MAGIC). */
+void layer_retire(px_ctx *ctx, void *obj, uint32_t *magic, size_t size);
 
 /* Every frame this connection sends goes through here: the keepalive
  * counts them to know when the link has been quiet. */

@@ -1,4 +1,4 @@
-/* Answering, releasing and canceling messages. */
+/* Answering, releasing, canceling and timing out messages. */
 #include <string.h>
 
 #include "plexus/error.h"
@@ -15,7 +15,7 @@ int px_send_response(px_msg *req)
     px_task *t = mp->task;
     px_conn *c = mp->conn;
     if (t->released)
-        return t->auto_answered ? -PX_ESHUTDOWN : -PX_EALREADY;
+        return t->auto_answered ? t->reason : -PX_EALREADY;
     if (c->state == CS_DEAD || !c->tp)
         return -PX_ENOTCONN;
     uint64_t data_len;
@@ -77,6 +77,7 @@ int px_release_response(px_msg *req)
     if (mp->state != MS_RESPONSE_HELD)
         return -PX_EINVAL;
     px_task *t = mp->task;
+    px_list_del(&t->link); /* conn->resp_held, or nothing once the conn is gone */
     tx_task_finish(mp->ctx, t);
     req->in.iov = mp->app_in_iov;
     req->in.iov_count = mp->app_in_count;
@@ -89,6 +90,8 @@ int px_release_response(px_msg *req)
     return 0;
 }
 
+/* ---- giving up: cancel and timeout ------------------------------------------- */
+
 static void cancels_fn(px_deferred *d)
 {
     conn_flush_cancels(PX_CONTAINER_OF(d, px_conn, cancel_d));
@@ -99,14 +102,52 @@ void conn_flush_cancels(px_conn *c)
     px_list *n;
     while ((n = px_list_pop_front(&c->cancels)) != NULL) {
         px_msg *m = msg_of_link(n);
-        conn_complete_error(c, m, -PX_ECANCELED);
+        conn_complete_error(c, m, msg_priv_of(m)->reason);
     }
 }
+
+static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
 void conn_init_cancels(px_conn *c)
 {
     px_list_init(&c->cancels);
     px_deferred_init(&c->cancel_d, cancels_fn);
+    ev_timer_init(&c->req_timer, on_req_timer, 0., 0.);
+    c->req_timer.data = c;
+}
+
+/* The request will not be answered for the application: it ends with
+ * `reason` (-PX_ECANCELED, -PX_ETIMEDOUT) from the loop. One in flight
+ * keeps its slot until the responder answers the CANCEL we send (or the
+ * slot expires), and its reply buffer is never written after the error:
+ * a reply already landing there finishes first, then the error comes. */
+void conn_give_up(px_conn *c, px_msg *m, int reason)
+{
+    msg_priv *mp = msg_priv_of(m);
+    px_task *t = mp->state == MS_IN_FLIGHT ? mp->task : NULL;
+    mp->state = MS_CANCELED;
+    mp->reason = reason;
+    if (!t) { /* still pending: it never left */
+        px_list_del(&mp->link);
+        c->pending_bytes -= mp->bytes;
+        c->stats.queued_bytes = c->pending_bytes;
+    }
+    if (t) {
+        t->state = TS_CANCELED;
+        t->reason = reason;
+        t->cancel_tick = c->ticks;
+        c->n_canceled++;
+        if (!t->rx_into_app)
+            t->msg = NULL; /* else completed by the reply's arrival, once it has landed */
+    }
+    if (!t || !t->rx_into_app) {
+        mp->task = NULL;
+        px_list_push_back(&c->cancels, &mp->link);
+        px_ctx_defer(c->ctx, &c->cancel_d);
+    }
+    /* Last: a link that dies sending it completes everything above once. */
+    if (t)
+        conn_send_id_frame(c, PX_FT_CANCEL, t->send.hdr.id);
 }
 
 int px_cancel(px_msg *req)
@@ -114,22 +155,59 @@ int px_cancel(px_msg *req)
     if (!req)
         return -PX_EINVAL;
     msg_priv *mp = msg_priv_of(req);
-    px_conn *c = mp->conn;
     if (mp->frame_type != PX_FT_REQUEST)
-        return mp->state == MS_IDLE ? -PX_EALREADY : -PX_EINVAL;
-    if (mp->state == MS_PENDING) {
-        px_list_del(&mp->link);
-        c->pending_bytes -= mp->bytes;
-    } else if (mp->state == MS_IN_FLIGHT && mp->task->state == TS_AWAIT_RESPONSE) {
-        /* The task stays to swallow the response when it comes. */
-        mp->task->state = TS_CANCELED;
-        mp->task->msg = NULL;
-    } else {
-        return -PX_EALREADY;
+        return -PX_EINVAL; /* never sent, a one-way message, or a delivery */
+    if (mp->state == MS_PENDING ||
+        (mp->state == MS_IN_FLIGHT && mp->task->state == TS_AWAIT_RESPONSE)) {
+        conn_give_up(mp->conn, req, -PX_ECANCELED);
+        return 0;
     }
-    mp->state = MS_CANCELED;
-    mp->task = NULL;
-    px_list_push_back(&c->cancels, &mp->link);
-    px_ctx_defer(c->ctx, &c->cancel_d);
-    return 0;
+    return -PX_EALREADY;
+}
+
+/* Requests with a timeout: one timer per connection, armed for the
+ * earliest deadline; when it fires every request past its deadline is
+ * given up and the timer re-armed for the next. Only connections whose
+ * requests carry a timeout pay for it. */
+void conn_arm_deadline(px_conn *c, uint64_t deadline_ns)
+{
+    if (c->req_deadline && c->req_deadline <= deadline_ns)
+        return;
+    c->req_deadline = deadline_ns;
+    uint64_t now = px_now_ns();
+    double after = deadline_ns > now ? (double)(deadline_ns - now) / 1e9 : 0.;
+    ev_timer_stop(c->ctx->loop, &c->req_timer);
+    ev_timer_set(&c->req_timer, after, 0.);
+    ev_timer_start(c->ctx->loop, &c->req_timer);
+}
+
+/* Give up `m` if its deadline has passed; else fold it into *next. */
+static void check_deadline(px_conn *c, px_msg *m, uint64_t now, uint64_t *next)
+{
+    uint64_t d = msg_priv_of(m)->deadline_ns;
+    if (!d)
+        return;
+    if (d <= now)
+        conn_give_up(c, m, -PX_ETIMEDOUT);
+    else if (!*next || d < *next)
+        *next = d;
+}
+
+static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    px_conn *c = w->data;
+    uint64_t now = px_now_ns(), next = 0;
+    c->req_deadline = 0;
+    for (px_list *n = c->pending.next; n != &c->pending;) {
+        px_msg *m = msg_of_link(n);
+        n = n->next; /* giving up unlinks it */
+        check_deadline(c, m, now, &next);
+    }
+    for (px_list *n = c->awaiting.next; n != &c->awaiting && c->state != CS_DEAD; n = n->next) {
+        px_task *t = PX_CONTAINER_OF(n, px_task, link);
+        if (t->state == TS_AWAIT_RESPONSE)
+            check_deadline(c, t->msg, now, &next);
+    }
+    if (next && c->state != CS_DEAD)
+        conn_arm_deadline(c, next);
 }

@@ -44,10 +44,10 @@ int nexus_notify(void *self, int event, void *data)
             session_conn_connected(c);
         return 0;
     case PX_TP_EV_RX_ASSIGN:
-        c->rx_frames++;
+        c->rx_events++;
         return rx_assign(c, data);
     case PX_TP_EV_FRAME:
-        c->rx_frames++;
+        c->rx_events++;
         if (c->state != CS_DEAD)
             rx_frame(c, data);
         return 0;

@@ -1,5 +1,5 @@
 /* The receive side of a connection: frames from the transport become
- * on_msg deliveries, response matches and receipts.
+ * on_msg deliveries, response matches, receipts and cancels.
  *
  * Small messages are delivered in place: msg->in points into the
  * transport's receive buffer, valid during on_msg and until the sends made
@@ -7,6 +7,10 @@
  * the application keeps after on_msg returns is copied out ("detached")
  * into a pool buffer first, so it stays valid until released. Large ones
  * were read straight into their destination (RX_ASSIGN) and never move.
+ *
+ * Every pool buffer a connection's received data occupies counts in
+ * c->rx_held; past max_rx_held_bytes the transport is told to stop
+ * delivering (rx_pause) until the application lets go of half of it.
  */
 #include <string.h>
 
@@ -17,7 +21,9 @@
 
 static void protocol_error(px_conn *c, const char *why)
 {
-    PX_LOGW("protocol error from peer: %s; closing the connection", why);
+    char who[PX_CONN_DESCR];
+    conn_describe(c, who, sizeof(who));
+    PX_LOGW("%s: protocol error from the peer: %s; closing the connection", who, why);
     if (c->session && c->announced)
         session_event(c->session, PX_EV_CONN_ERROR, c, -PX_EPROTO, NULL, 0);
     conn_die(c, -PX_EPROTO);
@@ -28,6 +34,46 @@ static px_msg_type msg_type_of(uint8_t ft)
     return ft == PX_FT_REQUEST ? PX_MSG_REQUEST : PX_MSG_ONEWAY;
 }
 
+/* ---- buffers held for received data ------------------------------------------ */
+
+static void set_paused(px_conn *c, int paused)
+{
+    if (!c->tp || !c->tp->ops->rx_pause || c->state == CS_DEAD)
+        return;
+    if (paused)
+        PX_LOGD("holding %llu bytes of received data (max_rx_held_bytes %llu): pausing reads",
+                (unsigned long long)c->rx_held, (unsigned long long)c->ctx->opts.max_rx_held_bytes);
+    c->rx_paused = paused;
+    c->tp->ops->rx_pause(c->tp, paused);
+}
+
+static px_buf *held_get(px_conn *c, size_t len)
+{
+    px_buf *b = px_buf_get(&c->ctx->bufs, len);
+    if (!b)
+        return NULL;
+    b->next = NULL;
+    c->rx_held += b->cap;
+    if (!c->rx_paused && c->rx_held >= c->ctx->opts.max_rx_held_bytes)
+        set_paused(c, 1);
+    return b;
+}
+
+/* Return a chain of buffers; c is NULL for a response whose connection is
+ * gone (nothing to account for then). */
+static void held_put(px_ctx *ctx, px_conn *c, px_buf **chain)
+{
+    while (*chain) {
+        px_buf *next = (*chain)->next;
+        if (c)
+            c->rx_held -= (*chain)->cap;
+        px_buf_put(&ctx->bufs, *chain);
+        *chain = next;
+    }
+    if (c && c->rx_paused && c->rx_held < c->ctx->opts.max_rx_held_bytes / 2)
+        set_paused(c, 0);
+}
+
 /* Copy whatever of `m`'s delivery still points into the transport's
  * buffer into a pool buffer owned by the task. */
 static int detach(px_conn *c, px_task *t, px_msg *m)
@@ -36,7 +82,7 @@ static int detach(px_conn *c, px_task *t, px_msg *m)
     size_t data = t->inplace_data ? m->in.data_len : 0;
     if (hdr + data == 0)
         return 0;
-    px_buf *b = px_buf_get(&c->ctx->bufs, hdr + data);
+    px_buf *b = held_get(c, hdr + data);
     if (!b)
         return -PX_ENOMEM;
     if (hdr) {
@@ -47,29 +93,40 @@ static int detach(px_conn *c, px_task *t, px_msg *m)
         memcpy(b->data + hdr, m->in_iov[0].base, data);
         m->in_iov[0].base = b->data + hdr;
     }
-    if (t->buf) /* a direct buffer already holds the data: keep both */
-        b->next = t->buf;
+    b->next = t->buf; /* a direct buffer may already hold the data: keep both */
     t->buf = b;
     t->inplace_hdr = t->inplace_data = 0;
     c->stats.rx_detached++;
     return 0;
 }
 
-static void put_bufs(px_conn *c, px_task *t)
-{
-    while (t->buf) {
-        px_buf *next = t->buf->next;
-        px_buf_put(&c->ctx->bufs, t->buf);
-        t->buf = next;
-    }
-}
-
 void rx_release(px_conn *c, px_task *t)
 {
     px_list_del(&t->link);
-    put_bufs(c, t);
+    held_put(c->ctx, c, &t->buf);
+    /* A stale px_msg of this delivery must not pass for a live one. */
+    msg_priv_of(&t->rx_msg)->state = MS_IDLE;
     task_put(c->ctx, t);
 }
+
+void tx_task_finish(px_ctx *ctx, px_task *t)
+{
+    held_put(ctx, t->conn, &t->buf);
+    t->state = TS_FREE;
+    if (!t->in_transport)
+        task_put(ctx, t);
+}
+
+/* The connection is being freed while the application still holds
+ * responses: they keep their buffers until released, unaccounted. */
+void rx_orphan_responses(px_conn *c)
+{
+    px_list *n;
+    while ((n = px_list_pop_front(&c->resp_held)) != NULL)
+        PX_CONTAINER_OF(n, px_task, link)->conn = NULL;
+}
+
+/* ---- requests and one-way messages -------------------------------------------- */
 
 /* A new rx task set up as the delivery of frame `h`. */
 static px_task *rx_task_new(px_conn *c, const px_frame_hdr *h, const void *app_hdr)
@@ -98,28 +155,6 @@ static px_task *rx_task_new(px_conn *c, const px_frame_hdr *h, const void *app_h
     return t;
 }
 
-static void send_receipt(px_conn *c, uint64_t id)
-{
-    px_task *t = task_get(c->ctx);
-    if (!t) {
-        conn_die(c, -PX_ENOMEM);
-        return;
-    }
-    t->kind = TASK_TX;
-    t->conn = c;
-    t->state = TS_FREE; /* nothing to wait for but the transport */
-    t->send.hdr.version = PX_WIRE_VERSION;
-    t->send.hdr.type = PX_FT_RECEIPT;
-    t->send.hdr.id = id;
-    t->in_transport = 1;
-    c->tx_in_transport++;
-    if (conn_tp_send(c, &t->send) < 0) {
-        c->tx_in_transport--;
-        task_put(c->ctx, t);
-        conn_die(c, -PX_EDISCONNECTED);
-    }
-}
-
 /* Answer a delivered request with an error status (no data). */
 int rx_respond_error(px_conn *c, px_task *t, int reason)
 {
@@ -136,6 +171,18 @@ int rx_respond_error(px_conn *c, px_task *t, int reason)
     t->silent = 1;
     t->in_transport = 1;
     return c->tp ? conn_tp_send(c, s) : -PX_ENOTCONN;
+}
+
+/* Answer for the application a request it still holds (we close, or the
+ * requester canceled): px_send_response() then says `reason`, and the
+ * application releases the message when it is done with it. */
+static void auto_answer(px_conn *c, px_task *t, int reason)
+{
+    t->released = 1;
+    t->auto_answered = 1;
+    t->reason = reason;
+    if (c->tp && rx_respond_error(c, t, reason) < 0)
+        t->in_transport = 0;
 }
 
 static void deliver(px_conn *c, px_tp_rx *rx)
@@ -186,7 +233,7 @@ static void deliver(px_conn *c, px_tp_rx *rx)
         return; /* died inside the callback: teardown frees the task */
 
     if (!request && (m->flags & PX_MSG_RECEIPT))
-        send_receipt(c, h->id);
+        conn_send_id_frame(c, PX_FT_RECEIPT, h->id);
     if (t->released && !t->in_transport) {
         rx_release(c, t);
         return;
@@ -197,6 +244,27 @@ static void deliver(px_conn *c, px_tp_rx *rx)
     if (t->state == TS_DELIVERED && !t->released && detach(c, t, m) < 0)
         conn_die(c, -PX_ENOMEM);
 }
+
+/* The requester gave up on request `id`: answer it for the application
+ * (which stops working on it) unless it is answered already. */
+static void peer_canceled(px_conn *c, uint64_t id)
+{
+    for (px_list *n = c->held.next; n != &c->held; n = n->next) {
+        px_task *t = PX_CONTAINER_OF(n, px_task, link);
+        if (t->rx_msg.type != PX_MSG_REQUEST || t->peer_id != id)
+            continue;
+        if (t->state != TS_DELIVERED || t->released)
+            return; /* its answer is on the way */
+        auto_answer(c, t, -PX_ECANCELED);
+        px_session *s = c->session;
+        if (c->state != CS_DEAD && s->ops->on_msg_canceled)
+            s->ops->on_msg_canceled(c, &t->rx_msg, s->user);
+        return;
+    }
+    /* Answered and gone already: nothing to do. */
+}
+
+/* ---- responses and receipts ----------------------------------------------------- */
 
 /* Scatter `len` bytes into the application's reply vector. */
 static int scatter(const px_msg_vec *v, const void *src, size_t len)
@@ -239,16 +307,12 @@ static px_task *take_answered(px_conn *c, const px_frame_hdr *h, int want_state)
     return t;
 }
 
-void tx_task_finish(px_ctx *ctx, px_task *t)
+static void after_answer(px_conn *c)
 {
-    while (t->buf) {
-        px_buf *next = t->buf->next;
-        px_buf_put(&ctx->bufs, t->buf);
-        t->buf = next;
-    }
-    t->state = TS_FREE;
-    if (!t->in_transport)
-        task_put(ctx, t);
+    if (c->state == CS_DEAD)
+        return;
+    conn_pump(c);
+    conn_check_drained(c);
 }
 
 static void response(px_conn *c, px_tp_rx *rx)
@@ -256,21 +320,25 @@ static void response(px_conn *c, px_tp_rx *rx)
     const px_frame_hdr *h = &rx->hdr;
     px_task *t = take_answered(c, h, TS_AWAIT_RESPONSE);
     if (!t) {
+        if (conn_tomb_take(c, h->id))
+            return; /* the late answer to a request whose slot had expired */
         protocol_error(c, "response to no request of ours");
         return;
     }
     c->requests_out--;
     c->stats.responses_recv++;
     c->stats.bytes_recv += h->hdr_len + (uint64_t)h->data_len;
+    t->rx_into_app = 0;
     px_msg *m = t->msg;
     if (t->state == TS_CANCELED || h->aux || t->short_reply) {
-        int reason = t->short_reply ? -PX_ESHORTBUF : peer_failure(h->aux);
         int canceled = t->state == TS_CANCELED;
+        int reason = canceled ? t->reason : t->short_reply ? -PX_ESHORTBUF : peer_failure(h->aux);
+        if (canceled)
+            c->n_canceled--;
         tx_task_finish(c->ctx, t);
-        if (!canceled)
+        if (m) /* NULL: canceled and completed already */
             conn_complete_error(c, m, reason);
-        conn_pump(c);
-        conn_check_drained(c);
+        after_answer(c);
         return;
     }
     m->type = PX_MSG_RESPONSE;
@@ -282,7 +350,7 @@ static void response(px_conn *c, px_tp_rx *rx)
         if (scatter(&m->in, rx->data, h->data_len) < 0) {
             tx_task_finish(c->ctx, t);
             conn_complete_error(c, m, -PX_ESHORTBUF);
-            conn_pump(c);
+            after_answer(c);
             return;
         }
     } else if (rx->data) {
@@ -297,14 +365,12 @@ static void response(px_conn *c, px_tp_rx *rx)
     msg_priv *mp = msg_priv_of(m);
     mp->state = MS_RESPONSE_HELD;
     t->state = TS_DELIVERED;
+    px_list_push_back(&c->resp_held, &t->link);
     conn_notify_msg(c, m, (int)rx->more);
     if (c->state != CS_DEAD && mp->state == MS_RESPONSE_HELD && mp->task == t &&
         detach(c, t, m) < 0)
         conn_die(c, -PX_ENOMEM);
-    if (c->state != CS_DEAD) {
-        conn_pump(c);
-        conn_check_drained(c);
-    }
+    after_answer(c);
 }
 
 static void receipt(px_conn *c, px_tp_rx *rx)
@@ -317,8 +383,7 @@ static void receipt(px_conn *c, px_tp_rx *rx)
     px_msg *m = t->msg;
     tx_task_finish(c->ctx, t);
     conn_complete_delivered(c, m);
-    conn_pump(c);
-    conn_check_drained(c);
+    after_answer(c);
 }
 
 static int established_like(const px_conn *c)
@@ -360,6 +425,9 @@ void rx_frame(px_conn *c, px_tp_rx *rx)
     case PX_FT_RECEIPT:
         receipt(c, rx);
         break;
+    case PX_FT_CANCEL:
+        peer_canceled(c, rx->hdr.id);
+        break;
     case PX_FT_FIN:
         if (c->state == CS_PEER_FIN)
             protocol_error(c, "second FIN");
@@ -372,11 +440,68 @@ void rx_frame(px_conn *c, px_tp_rx *rx)
         else
             protocol_error(c, "FIN_ACK without FIN");
         break;
-    case PX_FT_CANCEL: /* we answer anyway; the requester discards it */
-        break;
     default:
         protocol_error(c, "unknown frame type");
     }
+}
+
+/* ---- where large data lands --------------------------------------------------- */
+
+/* A pool buffer as the single destination segment of `t`'s data. */
+static int land_in_pool(px_conn *c, px_task *t, px_tp_rx *rx)
+{
+    px_buf *b = held_get(c, rx->hdr.data_len);
+    if (!b)
+        return -1;
+    b->next = t->buf;
+    t->buf = b;
+    t->rx_iov.base = b->data;
+    t->rx_iov.len = rx->hdr.data_len;
+    return 0;
+}
+
+static int assign_response(px_conn *c, px_tp_rx *rx)
+{
+    const px_frame_hdr *h = &rx->hdr;
+    px_task *t = conn_slot_find(c, h->id);
+    if (!t || t->kind != TASK_TX || t->state == TS_AWAIT_RECEIPT)
+        return 1; /* rx_frame sorts it out: a late answer, or a protocol error */
+    px_msg *m = t->state == TS_AWAIT_RESPONSE ? t->msg : NULL; /* NULL: canceled */
+    if (m && m->in.iov_count && vec_room(&m->in) >= h->data_len) {
+        rx->dst = m->in.iov;
+        rx->dst_count = m->in.iov_count;
+        t->rx_into_app = 1; /* a cancel now waits until it has landed */
+        return 0;
+    }
+    /* Plexus memory: none offered, too short (reported as ESHORTBUF when
+     * the frame is complete), or a canceled request's discarded reply. */
+    if (land_in_pool(c, t, rx) < 0)
+        return 1;
+    t->short_reply = m && m->in.iov_count != 0;
+    if (m && !t->short_reply) {
+        m->in_iov[0] = t->rx_iov;
+        m->in.iov = m->in_iov;
+        m->in.iov_count = 1;
+    }
+    rx->dst = &t->rx_iov;
+    rx->dst_count = 1;
+    return 0;
+}
+
+/* The application's vector, checked: it must exist and cover the data.
+ * A short one is refused (and said so), never trusted. */
+static int app_vector_ok(px_conn *c, const px_msg *m, uint64_t len)
+{
+    if (!m->in.iov_count || !m->in.iov)
+        return 0;
+    if (m->in.iov_count > c->ctx->opts.max_iov || vec_room(&m->in) < len) {
+        PX_LOGW("assign_data_in_buf gave %u segments of %llu bytes for a %llu-byte message "
+                "(max_iov %u): refused, the message goes to a plexus buffer",
+                m->in.iov_count, (unsigned long long)vec_room(&m->in), (unsigned long long)len,
+                c->ctx->opts.max_iov);
+        return 0;
+    }
+    return 1;
 }
 
 /* Pick where a large frame's data goes before it is read. */
@@ -385,35 +510,8 @@ int rx_assign(px_conn *c, px_tp_rx *rx)
     const px_frame_hdr *h = &rx->hdr;
     if (!established_like(c))
         return 1;
-    if (h->type == PX_FT_RESPONSE) {
-        px_task *t = conn_slot_find(c, h->id);
-        if (!t || t->kind != TASK_TX || t->state == TS_AWAIT_RECEIPT)
-            return 1; /* rx_frame reports the protocol error */
-        px_msg *m = t->state == TS_AWAIT_RESPONSE ? t->msg : NULL; /* NULL: canceled */
-        if (m && m->in.iov_count && vec_room(&m->in) >= h->data_len) {
-            rx->dst = m->in.iov;
-            rx->dst_count = m->in.iov_count;
-            return 0;
-        }
-        /* Plexus memory: none offered, too short (reported as ESHORTBUF when
-         * the frame is complete), or a canceled request's discarded reply. */
-        px_buf *b = px_buf_get(&c->ctx->bufs, h->data_len);
-        if (!b)
-            return 1;
-        b->next = NULL;
-        t->buf = b;
-        t->short_reply = m && m->in.iov_count != 0;
-        t->rx_iov.base = b->data;
-        t->rx_iov.len = h->data_len;
-        if (m && !t->short_reply) {
-            m->in_iov[0] = t->rx_iov;
-            m->in.iov = m->in_iov;
-            m->in.iov_count = 1;
-        }
-        rx->dst = &t->rx_iov;
-        rx->dst_count = 1;
-        return 0;
-    }
+    if (h->type == PX_FT_RESPONSE)
+        return assign_response(c, rx);
     if (h->type != PX_FT_REQUEST && h->type != PX_FT_ONEWAY)
         return 1;
     px_task *t = rx_task_new(c, h, rx->app_hdr);
@@ -422,22 +520,17 @@ int rx_assign(px_conn *c, px_tp_rx *rx)
     px_msg *m = &t->rx_msg;
     px_session *s = c->session;
     if (s->ops->assign_data_in_buf && s->ops->assign_data_in_buf(c, m, s->user) == 0 &&
-        m->in.iov_count && m->in.iov && m->in.iov_count <= c->ctx->opts.max_iov &&
-        vec_room(&m->in) >= h->data_len) {
+        app_vector_ok(c, m, h->data_len)) {
         rx->dst = m->in.iov;
         rx->dst_count = m->in.iov_count;
         t->app_assigned = 1;
     } else {
         /* No buffer from the application, or one too short to trust. */
-        px_buf *b = px_buf_get(&c->ctx->bufs, h->data_len);
-        if (!b) {
-            task_put(c->ctx, t);
+        if (land_in_pool(c, t, rx) < 0) {
+            rx_release(c, t);
             return 1;
         }
-        b->next = NULL;
-        t->buf = b;
-        m->in_iov[0].base = b->data;
-        m->in_iov[0].len = h->data_len;
+        m->in_iov[0] = t->rx_iov;
         m->in.iov = m->in_iov;
         m->in.iov_count = 1;
         rx->dst = m->in.iov;
@@ -459,9 +552,8 @@ void rx_abandon_assign(px_conn *c, int reason)
     c->assigning = NULL;
     px_session *s = c->session;
     if (t->app_assigned && s->ops->on_msg_error)
-        s->ops->on_msg_error(c, &t->rx_msg, reason, s->user);
-    put_bufs(c, t);
-    task_put(c->ctx, t);
+        s->ops->on_msg_error(c, &t->rx_msg, PX_DIR_IN, reason, s->user);
+    rx_release(c, t);
 }
 
 /* Answer every delivered request the application still holds with an
@@ -472,10 +564,7 @@ void rx_fail_held(px_conn *c, int reason)
         px_task *t = PX_CONTAINER_OF(n, px_task, link);
         if (t->rx_msg.type != PX_MSG_REQUEST || t->state != TS_DELIVERED || t->released)
             continue;
-        t->released = 1;
-        t->auto_answered = 1;
-        if (c->tp && rx_respond_error(c, t, reason) < 0)
-            t->in_transport = 0;
+        auto_answer(c, t, -PX_ESHUTDOWN);
     }
 }
 
@@ -513,7 +602,7 @@ void rx_response_sent(px_conn *c, px_task *t, int status)
         if (s->ops->on_msg_send_complete)
             s->ops->on_msg_send_complete(c, m, s->user);
     } else if (s->ops->on_msg_error) {
-        s->ops->on_msg_error(c, m, -PX_EDISCONNECTED, s->user);
+        s->ops->on_msg_error(c, m, PX_DIR_OUT, -PX_EDISCONNECTED, s->user);
     }
     rx_release(c, t);
 }

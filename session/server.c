@@ -8,6 +8,7 @@
 #include "plexus/error.h"
 #include "session/handshake.h"
 #include "session/internal.h"
+#include "session/layer.h"
 
 static int on_listener_event(void *self, int event, void *data)
 {
@@ -30,7 +31,8 @@ static int on_listener_event(void *self, int event, void *data)
     c->tp = tp;
     c->ctp = srv->ctp;
     c->server = srv;
-    c->state = CS_HANDSHAKE;
+    snprintf(c->uri, sizeof(c->uri), "%s", srv->uri); /* a server conn names its server */
+    conn_accepted(c);
     px_list_push_back(&srv->unattached, &c->session_link);
     return 0;
 }
@@ -40,8 +42,13 @@ int px_server_bind(px_ctx *ctx, const char *uri, const px_session_ops *ops, void
 {
     if (!ctx || !uri || !ops || !out)
         return -PX_EINVAL;
+    int rc = px_transport_check_uri(uri, 1);
+    if (rc < 0)
+        return rc;
+    if (layer_ensure(ctx) < 0)
+        return -PX_ENOMEM;
     px_uri u;
-    int rc = px_uri_parse(uri, &u);
+    rc = px_uri_parse(uri, &u);
     if (rc < 0)
         return rc;
     px_server *srv = calloc(1, sizeof(*srv));
@@ -89,7 +96,26 @@ int px_server_uri(const px_server *srv, char *buf, size_t len)
     return (int)n;
 }
 
-int px_server_unbind(px_server *srv)
+/* End one session of a server going away: gracefully or abruptly. One
+ * still being decided is refused (the client hears -PX_ESHUTDOWN). */
+static void end_session(px_session *s, int abrupt)
+{
+    if (s->state == SS_DECIDING) {
+        px_session_reject(s, -PX_ESHUTDOWN, NULL, 0);
+        return;
+    }
+    if (!abrupt) {
+        px_session_close(s);
+        return;
+    }
+    s->closing = 1;
+    for (px_list *n = s->conns.next; n != &s->conns; n = n->next)
+        px_conn_disconnect(PX_CONTAINER_OF(n, px_conn, session_link));
+}
+
+/* Stop listening and free the server; its sessions end on their own and,
+ * until then, belong to the context (px_ctx_destroy finishes them). */
+static int server_close(px_server *srv, int abrupt)
 {
     if (!srv)
         return -PX_EINVAL;
@@ -99,13 +125,27 @@ int px_server_unbind(px_server *srv)
     while ((n = px_list_pop_front(&srv->unattached)) != NULL) {
         px_conn *c = PX_CONTAINER_OF(n, px_conn, session_link);
         c->server = NULL;
-        conn_die(c, -PX_ECLOSED);
+        conn_die(c, -PX_ESHUTDOWN);
     }
-    for (n = srv->sessions.next; n != &srv->sessions; n = n->next)
-        PX_CONTAINER_OF(n, px_session, server_link)->server = NULL;
+    while ((n = px_list_first(&srv->sessions)) != NULL) {
+        px_session *s = PX_CONTAINER_OF(n, px_session, server_link);
+        s->server = NULL;
+        layer_adopt_orphan(srv->ctx, s);
+        end_session(s, abrupt);
+    }
     px_ctx_unref(srv->ctx);
     free(srv);
     return 0;
+}
+
+int px_server_unbind(px_server *srv)
+{
+    return server_close(srv, 0);
+}
+
+int px_server_disconnect(px_server *srv)
+{
+    return server_close(srv, 1);
 }
 
 void server_session_gone(px_server *srv, px_session *s)

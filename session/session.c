@@ -7,6 +7,7 @@
 #include "plexus/error.h"
 #include "session/handshake.h"
 #include "session/internal.h"
+#include "session/layer.h"
 
 static void session_teardown_fn(px_deferred *d);
 
@@ -15,6 +16,7 @@ px_session *session_new(px_ctx *ctx, const px_session_ops *ops, void *user, int 
     px_session *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
+    s->magic = PX_SESS_MAGIC;
     s->ctx = ctx;
     s->ops = ops;
     s->user = user;
@@ -23,8 +25,38 @@ px_session *session_new(px_ctx *ctx, const px_session_ops *ops, void *user, int 
     px_list_init(&s->conns);
     px_list_init(&s->server_link);
     px_deferred_init(&s->teardown_d, session_teardown_fn);
-    px_ctx_ref(ctx);
+    if (client) /* the application's: px_ctx_destroy waits for it */
+        px_ctx_ref(ctx);
     return s;
+}
+
+int session_handle_check(const px_session *s)
+{
+    if (!s)
+        return -PX_EINVAL;
+    if (s->magic == PX_DEAD_MAGIC)
+        return -PX_ECLOSED;
+    return s->magic == PX_SESS_MAGIC ? 0 : -PX_EINVAL;
+}
+
+const char *px_event_name(px_event_type type)
+{
+    switch (type) {
+#define EV_NAME(t)                                                                                 \
+    case t:                                                                                        \
+        return #t;
+        EV_NAME(PX_EV_SESSION_ESTABLISHED)
+        EV_NAME(PX_EV_SESSION_REJECTED)
+        EV_NAME(PX_EV_SESSION_REDIRECTED)
+        EV_NAME(PX_EV_CONN_ESTABLISHED)
+        EV_NAME(PX_EV_CONN_CLOSED)
+        EV_NAME(PX_EV_CONN_DISCONNECTED)
+        EV_NAME(PX_EV_CONN_ERROR)
+        EV_NAME(PX_EV_CONN_TEARDOWN)
+        EV_NAME(PX_EV_SESSION_TEARDOWN)
+#undef EV_NAME
+    }
+    return "PX_EV_?";
 }
 
 void session_event(px_session *s, px_event_type type, px_conn *c, int reason, const void *data,
@@ -46,14 +78,13 @@ int px_session_create(px_ctx *ctx, const px_session_params *p, px_session **out)
         return -PX_EMSGSIZE;
     if (p->private_len && !p->private_data)
         return -PX_EINVAL;
-    px_uri u;
-    int rc = px_uri_parse(p->uri, &u);
+    int rc = px_transport_check_uri(p->uri, 0);
     if (rc < 0)
         return rc;
-    if (!px_transport_find(u.scheme))
-        return -PX_EBADSCHEME;
     if (strlen(p->uri) >= PX_URI_MAX)
         return -PX_EBADURI;
+    if (layer_ensure(ctx) < 0)
+        return -PX_ENOMEM;
     px_session *s = session_new(ctx, p->ops, p->user, 1);
     if (!s)
         return -PX_ENOMEM;
@@ -74,7 +105,10 @@ int px_session_create(px_ctx *ctx, const px_session_params *p, px_session **out)
 
 int px_connect(px_session *s, px_ctx *ctx, px_conn **out)
 {
-    if (!s || !ctx || !out || !s->client)
+    int rc = session_handle_check(s);
+    if (rc < 0)
+        return rc;
+    if (!ctx || !out || !s->client)
         return -PX_EINVAL;
     if (s->closing)
         return -PX_ECLOSED;
@@ -83,7 +117,7 @@ int px_connect(px_session *s, px_ctx *ctx, px_conn **out)
     if (ctx != s->ctx)
         return -PX_ENOSYS; /* a session spanning threads is not built yet */
     px_conn *c;
-    int rc = conn_create(s, ctx, 1, &c);
+    rc = conn_create(s, ctx, 1, &c);
     if (rc < 0)
         return rc;
     px_list_push_back(&s->conns, &c->session_link);
@@ -105,6 +139,7 @@ void session_conn_connected(px_conn *c)
         .max_msg = o->max_msg_size,
         .max_hdr = o->max_header_size,
         .max_iov = o->max_iov,
+        .keepalive_ms = o->keepalive_ms,
         .token = s->token,
         .uri = c->uri,
         .uri_len = (uint16_t)strlen(c->uri),
@@ -149,7 +184,7 @@ void session_on_hello_ack(px_conn *c, const void *body, size_t len)
             if (c->state == CS_DEAD)
                 return;
         }
-        conn_established(c, a.queue_depth, a.max_msg, a.max_hdr, a.max_iov);
+        conn_established(c, a.queue_depth, a.max_msg, a.max_hdr, a.max_iov, a.keepalive_ms);
         break;
     case PX_HS_REJECT:
         s->state = SS_REJECTED;
@@ -180,6 +215,7 @@ static void fill_limits(px_hello_ack *a, const px_conn *c, uint64_t token)
     a->max_msg = o->max_msg_size;
     a->max_hdr = o->max_header_size;
     a->max_iov = o->max_iov;
+    a->keepalive_ms = o->keepalive_ms;
     a->token = token;
 }
 
@@ -202,7 +238,8 @@ static int decide(px_session *s, px_conn *c, int status, int reason, const void 
     if (rc < 0)
         return rc;
     if (status == PX_HS_ACCEPT)
-        conn_established(c, c->peer_depth, c->peer_max_msg, c->peer_max_hdr, c->peer_max_iov);
+        conn_established(c, c->peer_depth, c->peer_max_msg, c->peer_max_hdr, c->peer_max_iov,
+                         c->peer_keepalive_ms);
     else
         c->ack_then_close = 1;
     return 0;
@@ -210,7 +247,10 @@ static int decide(px_session *s, px_conn *c, int status, int reason, const void 
 
 static int check_decidable(px_session *s, const void *data, size_t len)
 {
-    if (!s || s->client)
+    int rc = session_handle_check(s);
+    if (rc < 0)
+        return rc;
+    if (s->client)
         return -PX_EINVAL;
     if (s->state != SS_DECIDING)
         return -PX_EALREADY;
@@ -284,6 +324,7 @@ void session_on_hello(px_conn *c, const void *body, size_t len)
     c->peer_max_msg = h.max_msg;
     c->peer_max_hdr = h.max_hdr;
     c->peer_max_iov = h.max_iov;
+    c->peer_keepalive_ms = h.keepalive_ms;
     if (h.token) {
         server_join(srv, c, h.token);
         return;
@@ -297,9 +338,12 @@ static void session_free(px_session *s)
 {
     if (s->server)
         server_session_gone(s->server, s);
-    px_ctx_unref(s->ctx);
+    else
+        px_list_del(&s->server_link); /* the orphans, after its server went */
+    if (s->client)
+        px_ctx_unref(s->ctx);
     free(s->priv_data);
-    free(s);
+    layer_retire(s->ctx, s, &s->magic, sizeof(*s));
 }
 
 static void session_teardown_fn(px_deferred *d)
@@ -320,8 +364,9 @@ void session_conn_gone(px_session *s, px_conn *c)
 
 int px_session_close(px_session *s)
 {
-    if (!s)
-        return -PX_EINVAL;
+    int rc = session_handle_check(s);
+    if (rc < 0)
+        return rc;
     if (s->closing)
         return -PX_EALREADY;
     s->closing = 1;
@@ -336,13 +381,13 @@ int px_session_close(px_session *s)
 
 void px_session_set_user(px_session *s, void *user)
 {
-    if (s)
+    if (session_handle_check(s) == 0)
         s->user = user;
 }
 
 void *px_session_user(const px_session *s)
 {
-    return s ? s->user : NULL;
+    return session_handle_check(s) == 0 ? s->user : NULL;
 }
 
 /* The handshake frame left (or failed). */

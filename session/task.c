@@ -1,49 +1,30 @@
+/* The task cache; see task.h. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "session/layer.h"
 #include "session/task.h"
 
 #define SLAB_TASKS 64
 
 /* One slab of tasks; owned by the cache, freed with the context. */
-typedef struct slab {
-    struct slab *next;
+typedef struct task_slab {
+    struct task_slab *next;
     px_task tasks[SLAB_TASKS];
-} slab;
+} task_slab;
 
-/* The per-context cache (ctx->layer_priv). */
-typedef struct task_cache {
-    slab *slabs;
-    px_task *free; /* threaded through task.send.tp_next */
-    size_t n_slabs;
-} task_cache;
-
-static void cache_fini(void *priv)
+void task_cache_fini(task_cache *tc)
 {
-    task_cache *tc = priv;
     while (tc->slabs) {
-        slab *s = tc->slabs;
+        task_slab *s = tc->slabs;
         tc->slabs = s->next;
         free(s);
     }
-    free(tc);
-}
-
-static task_cache *cache_of(px_ctx *ctx)
-{
-    if (!ctx->layer_priv) {
-        task_cache *tc = calloc(1, sizeof(*tc));
-        if (!tc)
-            return NULL;
-        ctx->layer_priv = tc;
-        ctx->layer_fini = cache_fini;
-    }
-    return ctx->layer_priv;
 }
 
 static int grow(task_cache *tc)
 {
-    slab *s = calloc(1, sizeof(*s));
+    task_slab *s = calloc(1, sizeof(*s));
     if (!s)
         return -1;
     s->next = tc->slabs;
@@ -58,8 +39,8 @@ static int grow(task_cache *tc)
 
 px_task *task_get(px_ctx *ctx)
 {
-    task_cache *tc = cache_of(ctx);
-    if (!tc || (!tc->free && grow(tc) < 0))
+    task_cache *tc = &layer_of(ctx)->tasks;
+    if (!tc->free && grow(tc) < 0)
         return NULL;
     px_task *t = tc->free;
     tc->free = (px_task *)(void *)t->send.tp_next;
@@ -75,7 +56,8 @@ px_task *task_get(px_ctx *ctx)
     t->buf = NULL;
     t->kind = t->state = t->in_transport = t->released = 0;
     t->inplace_hdr = t->inplace_data = t->silent = t->auto_answered = 0;
-    t->short_reply = t->app_assigned = 0;
+    t->short_reply = t->app_assigned = t->rx_into_app = 0;
+    t->reason = 0;
     t->peer_id = 0;
     t->gen = t->gen + 1 ? t->gen + 1 : 1;
     return t;
@@ -83,7 +65,7 @@ px_task *task_get(px_ctx *ctx)
 
 void task_put(px_ctx *ctx, px_task *t)
 {
-    task_cache *tc = ctx->layer_priv;
+    task_cache *tc = &layer_of(ctx)->tasks;
     t->state = TS_FREE;
     t->send.tp_next = (px_tp_send *)(void *)tc->free;
     tc->free = t;

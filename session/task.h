@@ -6,6 +6,16 @@
 
 #include "session/internal.h"
 
+struct task_slab;
+
+/* The cache, part of the context's layer state. */
+typedef struct task_cache {
+    struct task_slab *slabs;
+    px_task *free; /* threaded through task.send.tp_next */
+    size_t n_slabs;
+} task_cache;
+
+void task_cache_fini(task_cache *tc);
 /* A zeroed task with gen bumped, or NULL when memory is exhausted. */
 px_task *task_get(px_ctx *ctx);
 void task_put(px_ctx *ctx, px_task *t);

@@ -153,6 +153,53 @@ const px_transport *px_transport_find(const char *scheme)
     return t;
 }
 
+/* Schemes plexus knows that this build may lack, and what to do about it. */
+static const struct {
+    const char *scheme;
+    const char *why;
+} unbuilt[] = {
+#if PX_HAVE_RDMA
+    {"rdma", "rdma:// is not implemented in this version of plexus"},
+#else
+    {"rdma", "rdma:// needs rdma-core at build time (apt-get install libibverbs-dev "
+             "librdmacm-dev, then rebuild plexus)"},
+#endif
+};
+
+int px_transport_lookup(const char *scheme, const px_transport **out)
+{
+    const px_transport *t = px_transport_find(scheme);
+    if (t) {
+        *out = t;
+        return 0;
+    }
+    for (size_t i = 0; scheme && i < sizeof unbuilt / sizeof unbuilt[0]; i++) {
+        if (strcmp(scheme, unbuilt[i].scheme) == 0) {
+            PX_LOGW("%s", unbuilt[i].why);
+            return -PX_ENOTBUILT;
+        }
+    }
+    PX_LOGW("no transport serves scheme '%s' (built in: tcp, unix, shm; others load from "
+            "$PX_PLUGIN_DIR/libplexus-<scheme>.so)",
+            scheme ? scheme : "(null)");
+    return -PX_EBADSCHEME;
+}
+
+int px_transport_check_uri(const char *text, int listener)
+{
+    px_uri u;
+    int rc = px_uri_parse(text, &u);
+    if (rc < 0) {
+        PX_LOGW("'%s': %s", text ? text : "(null)", px_strerror(rc));
+        return rc;
+    }
+    const px_transport *t;
+    rc = px_transport_lookup(u.scheme, &t);
+    if (rc == 0 && t->check_uri)
+        rc = t->check_uri(&u, listener);
+    return rc;
+}
+
 int px_transport_foreach(void (*fn)(const px_transport *ops, void *arg), void *arg)
 {
     const px_transport *snap[REG_MAX];

@@ -2,8 +2,8 @@
  *
  * A px_ctx owns a libev loop, its timers, its task and buffer pools and every
  * server, connection and timer created on it. All of those objects are used
- * from the thread that runs the context; only px_ctx_stop(), px_ctx_post()
- * and px_ctx_wakeup() may be called from any thread.
+ * from the thread that runs the context; only px_ctx_stop() and
+ * px_ctx_post() may be called from any thread.
  */
 #ifndef PLEXUS_CONTEXT_H
 #define PLEXUS_CONTEXT_H
@@ -52,9 +52,32 @@ typedef struct px_ctx_opts {
     /* Liveness of every connection: a side that sent nothing for this many
      * milliseconds sends a keepalive; a connection that heard nothing from
      * its peer for 3 intervals is ended with -PX_ETIMEDOUT (a hung or
-     * stopped peer, a vanished host). Default 5000; PX_KEEPALIVE_OFF turns
-     * it off. */
+     * stopped peer, a vanished host). Any byte received counts as hearing
+     * the peer, so a large message still arriving over a slow link keeps
+     * it alive. The two sides agree at the handshake: each sends at the
+     * shorter of their intervals, so a live peer is never declared dead.
+     * Default 5000; PX_KEEPALIVE_OFF turns this side's check off (it still
+     * answers a peer that checks). */
     uint32_t keepalive_ms;
+    /* A connection must complete its handshake within this many
+     * milliseconds (the transport's connect, HELLO and the server's
+     * decision in on_new_session), else it ends with -PX_ETIMEDOUT, on
+     * either side: a peer that never introduces itself cannot hold a
+     * connection. Default 10000. */
+    uint32_t handshake_timeout_ms;
+    /* Default for px_msg.timeout_ms of requests that leave it 0: a request
+     * not answered within this many milliseconds of px_send_request() ends
+     * with on_msg_error(-PX_ETIMEDOUT). Default 0: no timeout. */
+    uint32_t request_timeout_ms;
+    /* Bytes of received data plexus may hold in its own buffers for one
+     * connection: large messages being received, and delivered messages
+     * the application has not yet released or answered. Past it plexus
+     * stops reading that connection until the application lets go of some,
+     * so a peer that sends faster than we consume is slowed down (the
+     * transport's flow control) instead of growing our memory. One message
+     * is always admitted when less than this is held, so the bound is this
+     * plus one max_msg_size. Default 64 MiB. */
+    uint64_t max_rx_held_bytes;
 } px_ctx_opts;
 
 #define PX_KEEPALIVE_OFF UINT32_MAX
@@ -66,9 +89,14 @@ typedef struct px_ctx_opts {
  * -PX_EMFILE/-PX_ENFILE when its wake-up fd cannot be created. */
 int px_ctx_create(const px_ctx_opts *opts, px_ctx **out);
 
-/* Destroy a context. Every server and session created on it must have been
- * destroyed first, else -PX_EBUSY and nothing is freed. Pending posted work
- * is dropped (its functions are not called). Not from inside a callback. */
+/* Destroy a context. Every server must have been unbound and every client
+ * session closed and torn down first, else -PX_EBUSY and nothing is freed.
+ * Server-side sessions still ending (their server unbound) are ended here
+ * at once, as px_conn_disconnect() would: their outstanding messages fail
+ * and their last events (CONN_DISCONNECTED, CONN_TEARDOWN,
+ * SESSION_TEARDOWN) are delivered from inside this call. Pending posted
+ * work is dropped (its functions are not called). Not from inside a
+ * callback. */
 int px_ctx_destroy(px_ctx *ctx);
 
 /* Run the loop until px_ctx_stop(). Returns 0 when stopped; -PX_EBUSY if the
@@ -96,9 +124,9 @@ int px_ctx_stop(px_ctx *ctx);
  * px_ctx_poll() from your loop's idle/timer hook meanwhile). */
 int px_ctx_fd(px_ctx *ctx);
 
-/* Run fn(arg) on the context's thread, soon, in posting order. Any thread;
- * the only allocation-free way to hand work to a context from elsewhere.
- * Returns 0; -PX_ENOMEM; -PX_ECLOSED when the context is being destroyed. */
+/* Run fn(arg) on the context's thread, soon, in posting order. Any thread.
+ * Allocates a small node per call. Returns 0; -PX_ENOMEM; -PX_ECLOSED when
+ * the context is being destroyed. */
 int px_ctx_post(px_ctx *ctx, void (*fn)(void *arg), void *arg);
 
 /* Timers. A px_timer is owned by the context it was created on; its

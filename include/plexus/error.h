@@ -73,7 +73,8 @@ extern "C" {
     X(PX_ECLOSED, PX_EBASE + 12, "object is closed")                                               \
     X(PX_ETOOMANY, PX_EBASE + 13, "limit reached (sessions, connections or iovecs)")               \
     X(PX_ESHORTBUF, PX_EBASE + 14, "receive buffer shorter than the incoming message")             \
-    X(PX_EPEER, PX_EBASE + 15, "peer reported an error")
+    X(PX_EPEER, PX_EBASE + 15, "peer reported an error")                                           \
+    X(PX_ENOTBUILT, PX_EBASE + 16, "transport known but not built into this plexus")
 
 enum px_error {
 #define PX_ERROR_ENUM(name, value, text) name = (value),
@@ -85,8 +86,8 @@ enum px_error {
  * Never NULL; unknown codes give "unknown error". Any thread. */
 const char *px_strerror(int err);
 
-/* The symbolic name ("PX_EAGAIN") of `err` (either sign), or "PX_E?" when
- * unknown. Any thread. */
+/* The symbolic name ("PX_EAGAIN") of `err` (either sign), "PX_OK" for 0,
+ * or "PX_E?" when unknown. Any thread. */
 const char *px_errname(int err);
 
 #ifdef __cplusplus

@@ -76,8 +76,13 @@ typedef struct px_msg_vec {
 struct px_msg {
     px_msg_vec out;
     px_msg_vec in;
-    uint32_t flags;     /* PX_MSG_* */
-    px_msg_type type;   /* set by plexus on delivery */
+    uint32_t flags;   /* PX_MSG_* */
+    px_msg_type type; /* set by plexus on delivery */
+    /* Requests: give up if no response came within this many milliseconds
+     * of px_send_request(): on_msg_error(-PX_ETIMEDOUT), handled as a
+     * cancel (px_cancel). 0: the context's request_timeout_ms. */
+    uint32_t timeout_ms;
+    uint32_t reserved;  /* 0 */
     uint64_t sn;        /* serial number, set by plexus when sent */
     void *user_context; /* yours; plexus never reads it */
     px_iov in_iov[1];   /* where plexus points in.iov for a single-segment delivery */
@@ -98,6 +103,9 @@ typedef enum px_event_type {
     PX_EV_SESSION_TEARDOWN,        /* last event of a session; freed after it */
 } px_event_type;
 
+/* The name of an event type ("PX_EV_CONN_CLOSED"), or "PX_EV_?". */
+const char *px_event_name(px_event_type type);
+
 typedef struct px_event {
     px_event_type type;
     px_conn *conn;    /* connection events; NULL for session events */
@@ -113,6 +121,16 @@ typedef struct px_new_session {
     const void *private_data; /* the client's setup data */
     size_t private_len;
 } px_new_session;
+
+/* Which way an ended message was going, for on_msg_error. */
+typedef enum px_msg_dir {
+    /* A message you sent: a request, a one-way message or a response. */
+    PX_DIR_OUT = 1,
+    /* A message you were receiving into memory you supplied in
+     * assign_data_in_buf (msg->in.iov): it will not be delivered, and that
+     * memory is yours again. msg is plexus's delivery, not one of yours. */
+    PX_DIR_IN = 2,
+} px_msg_dir;
 
 /* Callbacks. All run on the thread of the context of the connection
  * concerned; `user` is the session's user pointer (px_session_set_user).
@@ -132,27 +150,35 @@ typedef struct px_session_ops {
     /* The transport no longer needs the buffers of a one-way message
      * (without receipt) or of a response you sent. */
     void (*on_msg_send_complete)(px_conn *c, px_msg *msg, void *user);
-    /* The message ended without success; reason is -PX_EDISCONNECTED,
-     * -PX_ECANCELED, -PX_EFLUSHED, -PX_EMSGSIZE, -PX_ESHORTBUF, ...
-     * Also for an incoming message (type REQUEST or ONEWAY) whose data was
-     * being received into memory you gave in assign_data_in_buf when the
-     * connection died: the memory is yours again. */
-    void (*on_msg_error)(px_conn *c, px_msg *msg, int reason, void *user);
+    /* The message ended without success. dir == PX_DIR_OUT: one you sent;
+     * reason is -PX_EDISCONNECTED, -PX_ECANCELED, -PX_ETIMEDOUT,
+     * -PX_EFLUSHED, -PX_EREJECTED, -PX_ESHORTBUF, -PX_EPEER, ... and the
+     * px_msg is yours again. dir == PX_DIR_IN: an incoming message (type
+     * REQUEST or ONEWAY) whose data was being received into memory you gave
+     * in assign_data_in_buf when the connection died; it is never
+     * delivered, and that memory is yours again. */
+    void (*on_msg_error)(px_conn *c, px_msg *msg, px_msg_dir dir, int reason, void *user);
     /* A message with msg->in.data_len bytes of data (above the inline
      * threshold) is arriving; msg->in.header is already valid. Point
      * msg->in.iov/iov_count at your memory (at least data_len bytes in all)
      * and return 0 to receive straight into it, or return nonzero to let
      * plexus supply a buffer. A too-short vector is refused, never trusted. */
     int (*assign_data_in_buf)(px_conn *c, px_msg *msg, void *user);
+    /* Responder: the requester gave up on a request you hold (px_cancel or
+     * its timeout). plexus has already answered it with -PX_ECANCELED, so
+     * stop working on it: px_send_response() on it now returns
+     * -PX_ECANCELED; px_release_msg() it when you are done with it. */
+    void (*on_msg_canceled)(px_conn *c, px_msg *req, void *user);
 } px_session_ops;
 
 /* ---- server ------------------------------------------------------------ */
 
 /* Bind `uri` on `ctx`. ops and user are copied/kept for every session the
- * server accepts. Port 0 picks a free port: read it back with
- * px_server_uri(). Returns 0 and *out; -PX_EBADURI/-PX_EBADSCHEME/
- * -PX_EBADHOST/-PX_EBADPORT/-PX_EBADPATH/-PX_EBADOPT for the URI;
- * -PX_EADDRINUSE; -PX_EACCES; -PX_ENOMEM. Context thread only. */
+ * server accepts. Without on_new_session every session is accepted (with
+ * no data). Port 0 picks a free port: read it back with px_server_uri().
+ * Returns 0 and *out; -PX_EBADURI/-PX_EBADSCHEME/-PX_EBADHOST/-PX_EBADPORT/
+ * -PX_EBADPATH/-PX_EBADOPT for the URI; -PX_ENOTBUILT for a transport this
+ * build lacks; -PX_EADDRINUSE; -PX_EACCES; -PX_ENOMEM. Context thread only. */
 int px_server_bind(px_ctx *ctx, const char *uri, const px_session_ops *ops, void *user,
                    px_server **out);
 
@@ -160,9 +186,16 @@ int px_server_bind(px_ctx *ctx, const char *uri, const px_session_ops *ops, void
  * Returns its length; -PX_ENOSPC when buf is too small. */
 int px_server_uri(const px_server *srv, char *buf, size_t len);
 
-/* Stop listening and free the server. Sessions it accepted live on until
- * they end. Returns 0. Context thread only. */
+/* Stop listening, free the server and close every session it accepted
+ * gracefully (px_session_close): their in-flight work drains and their
+ * events, down to SESSION_TEARDOWN, still arrive. Returns 0. Context
+ * thread only. */
 int px_server_unbind(px_server *srv);
+
+/* As px_server_unbind(), but every session it accepted is disconnected
+ * abruptly (px_conn_disconnect): outstanding messages fail with
+ * -PX_EFLUSHED. Returns 0. Context thread only. */
+int px_server_disconnect(px_server *srv);
 
 /* ---- session ----------------------------------------------------------- */
 
@@ -175,9 +208,10 @@ typedef struct px_session_params {
 } px_session_params;
 
 /* Create a client session on `ctx`. No network traffic yet: the first
- * px_connect() performs the handshake. Returns 0 and *out; -PX_EINVAL;
- * -PX_EMSGSIZE for private data over 4096 bytes; the URI errors of
- * px_server_bind(); -PX_ENOMEM. */
+ * px_connect() performs the handshake, but the URI is checked in full now
+ * (scheme, host, port, path, every option) without resolving names.
+ * Returns 0 and *out; -PX_EINVAL; -PX_EMSGSIZE for private data over 4096
+ * bytes; the URI errors of px_server_bind(); -PX_ENOMEM. */
 int px_session_create(px_ctx *ctx, const px_session_params *params, px_session **out);
 
 /* Open a connection of session `s`, driven by context `ctx`. Messages may
@@ -202,7 +236,9 @@ int px_session_redirect(px_session *s, const char *const *uris, size_t n_uris);
 
 /* Gracefully close every connection of the session (in-flight work drains
  * first, then the peer is told), then deliver PX_EV_SESSION_TEARDOWN and
- * free it. Returns 0; -PX_EALREADY when closing already.
+ * free it. Returns 0; -PX_EALREADY when closing already; -PX_ECLOSED for a
+ * session already torn down (detected in debug builds, which keep freed
+ * handles poisoned; in release builds that is a use after free).
  * Lifetime: a client session (rejected, redirected, disconnected or not)
  * lives until you close it. A server session ends by itself after its last
  * connection, with PX_EV_SESSION_TEARDOWN; closing it there is optional.
@@ -217,7 +253,10 @@ void *px_session_user(const px_session *s);
 
 /* Graceful close: new sends fail with -PX_ESHUTDOWN, in-flight requests
  * and queued sends complete, then the peer is told and
- * PX_EV_CONN_CLOSED, PX_EV_CONN_TEARDOWN follow. Returns 0; -PX_EALREADY. */
+ * PX_EV_CONN_CLOSED, PX_EV_CONN_TEARDOWN follow. Called before the
+ * connection is established, it waits for the handshake, lets the queued
+ * messages go, then closes. Returns 0; -PX_EALREADY; -PX_ECLOSED for a
+ * connection already torn down (debug builds, as px_session_close). */
 int px_conn_close(px_conn *c);
 
 /* Abrupt close: outstanding work completes at once with -PX_EFLUSHED,
@@ -260,8 +299,12 @@ int px_send_request(px_conn *c, px_msg *req);
 
 /* Answer a delivered request: fill req->out, then call this, in on_msg or
  * later. Completion: on_msg_send_complete(req) or on_msg_error(req); the
- * request is recycled after that callback. Errors as px_send_request(),
- * -PX_EALREADY when already answered. */
+ * request is recycled after that callback. Errors as px_send_request()
+ * (-PX_EMSGSIZE: over the requester's limits), -PX_EALREADY when already
+ * answered, -PX_ECANCELED when the requester canceled it and
+ * -PX_ESHUTDOWN when the connection is closing (plexus answered it for
+ * you in both cases). On any error the request stays yours: answer it
+ * otherwise or px_release_msg() it, else the requester waits. */
 int px_send_response(px_msg *req);
 
 /* Send a one-way message. Returns as px_send_request(). */
@@ -278,10 +321,16 @@ int px_release_msg(px_msg *msg);
 
 /* Cancel an outstanding request: on_msg_error -PX_ECANCELED follows from
  * the loop (never inside this call), and no response will be delivered (a
- * late one is discarded). The peer is not told; its slot on this connection
- * stays taken until the late response arrives or the connection ends.
+ * late one is discarded). The responder is told (a CANCEL frame: its
+ * on_msg_canceled runs and plexus answers for it), so the request's place
+ * in the connection's queue depth is freed within a round trip; a
+ * responder that never answers loses it after three keepalive intervals.
+ * Your reply buffers (req->in.iov) are yours again once on_msg_error has
+ * run: plexus never writes into them afterwards. When the response is
+ * already arriving into them, on_msg_error waits until it has landed.
  * Returns 0; -PX_EALREADY when it completed (or was canceled) already;
- * -PX_EINVAL for a message that is not an outstanding request. */
+ * -PX_EINVAL for a message that is not an outstanding request (one never
+ * sent, or a one-way message). */
 int px_cancel(px_msg *req);
 
 #ifdef __cplusplus

@@ -175,6 +175,10 @@ struct px_tp_conn {
     const struct px_transport *ops;
     px_tp *tp;
     px_observer obs;
+    /* Bytes received from the peer so far, counted by the transport as they
+     * arrive (not when a frame completes): the owner's liveness check reads
+     * it, so a large frame still arriving proves the peer alive. */
+    uint64_t rx_bytes;
 };
 
 struct px_tp_listener {
@@ -292,6 +296,17 @@ typedef struct px_transport {
     /* The peer's address as a URI. Returns its length. */
     int (*peer_uri)(px_tp_conn *c, char *buf, size_t len);
 
+    /* Check a URI for connect (listener 0) or listen (listener 1) without
+     * touching the network or the resolver: host, port, path, options.
+     * Returns 0 or the error connect()/listen() would give. */
+    int (*check_uri)(const px_uri *uri, int listener);
+    /* Stop (paused 1) or resume (0) delivering frames of this conn: a frame
+     * being received completes, then no further FRAME/RX_ASSIGN follows
+     * until resumed, and the transport stops reading (the peer meets flow
+     * control). Frames already buffered are delivered after resuming, from
+     * the loop. May be called from inside any upcall of this conn. */
+    void (*rx_pause)(px_tp_conn *c, int paused);
+
     /* Optional. Busy-poll: make progress without sleeping; return the number
      * of events handled. */
     int (*poll)(px_tp *tp);
@@ -310,6 +325,16 @@ int px_transport_register(const px_transport *ops);
  * $PX_PLUGIN_DIR/libplexus-<scheme>.so if none is registered. Returns NULL
  * when there is none. */
 const px_transport *px_transport_find(const char *scheme);
+
+/* As px_transport_find(), with the reason when there is none: returns 0
+ * and *out; -PX_ENOTBUILT for a scheme plexus knows but this build lacks
+ * (rdma without rdma-core); -PX_EBADSCHEME. Either failure is logged. */
+int px_transport_lookup(const char *scheme, const px_transport **out);
+
+/* Parse `uri` and have its transport check it for connect (listener 0) or
+ * listen (1), without network or resolver: returns 0 or the URI's error,
+ * logged with what is wrong. */
+int px_transport_check_uri(const char *uri, int listener);
 
 /* Call fn for every registered transport; returns how many. */
 int px_transport_foreach(void (*fn)(const px_transport *ops, void *arg), void *arg);

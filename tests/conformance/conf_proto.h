@@ -21,6 +21,15 @@ enum conf_op {
     CONF_SEQ = 5,       /* one-way: seq must follow the previous one */
     CONF_SEQ_CHECK = 6, /* response header: conf_seq_report */
     CONF_STATS = 7,     /* response header: conf_stats */
+    CONF_UNBIND = 8,    /* echoed, then the server unbinds (arg: conf_unbind) and exits
+                           once px_ctx_destroy succeeds, without tracking its sessions */
+};
+
+/* What CONF_UNBIND does, in its arg. */
+enum conf_unbind {
+    CONF_UNBIND_GRACEFUL = 0, /* px_server_unbind, run until the sessions are gone */
+    CONF_UNBIND_ABRUPT = 1,   /* px_server_disconnect, likewise */
+    CONF_UNBIND_DESTROY = 2,  /* px_server_unbind, then px_ctx_destroy at once */
 };
 
 /* Flags in conf_hdr.arg of a CONF_ECHO request. */
@@ -46,6 +55,8 @@ struct conf_stats {
     uint64_t rejected;   /* sessions rejected, ever */
     uint64_t anomalies;  /* contract violations the server saw */
     uint64_t assigned;   /* assign_data_in_buf calls that supplied a buffer */
+    uint64_t aborted;    /* receives into such a buffer cut short (on_msg_error PX_DIR_IN) */
+    uint64_t canceled;   /* on_msg_canceled: requests the client gave up */
 };
 
 /* One-way SEQ messages of the asking session, as the server saw them. */

@@ -1,4 +1,8 @@
-/* conf_server URI — the server half of the conformance suite.
+/* conf_server URI [options] — the server half of the conformance suite.
+ *
+ *   -a          bind without on_new_session (sessions accepted as they come)
+ *   -h MS       handshake_timeout_ms      -k MS     keepalive_ms
+ *   -r BYTES    max_rx_held_bytes         -q DEPTH  queue_depth (default 4096)
  *
  * Binds URI, prints "URI <bound uri>" as the first line on stdout and serves
  * the conf_proto.h protocol until SIGTERM, then tears everything down so a
@@ -10,6 +14,7 @@
  * 4 sessions never torn down, 5 anomalies.
  */
 #define _GNU_SOURCE
+#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,6 +78,7 @@ struct srv {
     px_server *alt; /* where "redirect-me" sessions are sent */
     char alt_uri[1100];
     struct sess sessions; /* sentinel; every session not yet torn down */
+    int unbind;           /* CONF_UNBIND asked: 1 + its enum conf_unbind */
     struct conf_stats st;
     struct abuf abufs; /* sentinel; last: struct abuf ends in a flexible array */
 };
@@ -231,14 +237,22 @@ static void respond(struct rec *r)
     g->st.held--;
     g->st.responding++;
     r->state = R_RESPONDING;
-    int rc = px_send_response(r->msg);
+    px_msg *m = r->msg;
+    int rc = px_send_response(m);
     if (rc == 0)
         return;
     /* Refused: untouched, and no callback will come. A connection that is
-     * going away may refuse; anything else is a library fault. */
-    if (rc != -PX_ENOTCONN && rc != -PX_ESHUTDOWN)
+     * going away may refuse, and so may a client whose limits the response
+     * breaks; anything else is a library fault. Released, the request is
+     * answered with an error, so the client never waits for ever. */
+    if (rc != -PX_ENOTCONN && rc != -PX_ESHUTDOWN && rc != -PX_EMSGSIZE && rc != -PX_ECANCELED)
         anomaly(g, "px_send_response: %s", px_strerror(rc));
     rec_free(r, &dropped_mark);
+    if (rc == -PX_EMSGSIZE || rc == -PX_ECANCELED || rc == -PX_ESHUTDOWN) {
+        rc = px_release_msg(m);
+        if (rc != 0)
+            anomaly(g, "px_release_msg of an unanswerable request: %s", px_strerror(rc));
+    }
 }
 
 /* The response is the request itself: its header and data stay valid until
@@ -321,6 +335,11 @@ static void handle_request(struct sess *ss, px_conn *c, px_msg *m)
     case CONF_STATS:
         r->reply.st = st;
         respond_hdr(r, &r->reply.st, sizeof(r->reply.st));
+        break;
+    case CONF_UNBIND:
+        g->unbind = 1 + (int)h.arg;
+        respond_echo(r);
+        px_ctx_stop(g->ctx);
         break;
     default:
         respond_echo(r);
@@ -406,11 +425,43 @@ static void on_msg_send_complete(px_conn *c, px_msg *m, void *user)
     response_done(m, "on_msg_send_complete", 0);
 }
 
-static void on_msg_error(px_conn *c, px_msg *m, int reason, void *user)
+static void on_msg_error(px_conn *c, px_msg *m, px_msg_dir dir, int reason, void *user)
 {
     if (reason >= 0)
         anomaly(G, "on_msg_error with reason %d", reason);
+    if (dir == PX_DIR_IN) {
+        /* A receive into our own buffer was cut short: the buffer is ours
+         * again, and the message is none of our requests. */
+        struct abuf *b = abuf_find(m->user_context);
+        if (b == NULL)
+            anomaly(G, "on_msg_error(PX_DIR_IN) for a message we gave no buffer");
+        else
+            abuf_free(b);
+        G->st.aborted++;
+        return;
+    }
+    if (dir != PX_DIR_OUT)
+        anomaly(G, "on_msg_error with direction %d", (int)dir);
     response_done(m, "on_msg_error", reason);
+}
+
+/* The client gave up on a request we hold: plexus answered it; we drop it. */
+static void on_msg_canceled(px_conn *c, px_msg *m, void *user)
+{
+    struct rec *r = m->user_context;
+    G->st.canceled++;
+    if (r == NULL || r == (void *)&completed_mark || r == (void *)&dropped_mark ||
+        r->state != R_HELD) {
+        anomaly(G, "on_msg_canceled for a request we do not hold");
+        return;
+    }
+    int rc = px_send_response(m);
+    if (rc != -PX_ECANCELED)
+        anomaly(G, "px_send_response on a canceled request: %s, want PX_ECANCELED", px_errname(rc));
+    rec_free(r, &dropped_mark);
+    rc = px_release_msg(m);
+    if (rc != 0)
+        anomaly(G, "px_release_msg of a canceled request: %s", px_strerror(rc));
 }
 
 static void on_msg_delivered(px_conn *c, px_msg *m, void *user)
@@ -488,8 +539,12 @@ static void session_teardown(struct sess *ss)
     free(ss);
 }
 
+static struct sess *adopt(px_session *s);
+
 static void on_session_event(px_session *s, const px_event *ev, void *user)
 {
+    if (user == G && px_session_user(s) == G && ev->type == PX_EV_CONN_ESTABLISHED)
+        user = adopt(s);
     struct sess *ss = px_session_user(s);
     if (ss == NULL || ss->s != s) {
         anomaly(G, "event %d for an unknown session", (int)ev->type);
@@ -516,12 +571,9 @@ static void on_session_event(px_session *s, const px_event *ev, void *user)
     }
 }
 
-static void on_new_session(px_session *s, const px_new_session *req, void *user)
+static struct sess *sess_new(px_session *s)
 {
-    struct srv *g = user;
     struct sess *ss = calloc(1, sizeof(*ss));
-    if (g != G)
-        anomaly(G, "on_new_session: user pointer is not the server's");
     if (ss == NULL)
         abort();
     ss->g = G;
@@ -533,6 +585,25 @@ static void on_new_session(px_session *s, const px_new_session *req, void *user)
     ss->prev->next = ss;
     G->sessions.prev = ss;
     px_session_set_user(s, ss);
+    return ss;
+}
+
+/* A session plexus accepted by itself (-a: no on_new_session): it still
+ * carries the server's user pointer when its first event comes. */
+static struct sess *adopt(px_session *s)
+{
+    struct sess *ss = sess_new(s);
+    ss->accepted = 1;
+    G->st.sessions++;
+    return ss;
+}
+
+static void on_new_session(px_session *s, const px_new_session *req, void *user)
+{
+    struct srv *g = user;
+    if (g != G)
+        anomaly(G, "on_new_session: user pointer is not the server's");
+    struct sess *ss = sess_new(s);
 
     int rc;
     const char *alt = G->alt_uri;
@@ -565,7 +636,13 @@ static const px_session_ops server_ops = {
     .on_msg_send_complete = on_msg_send_complete,
     .on_msg_error = on_msg_error,
     .assign_data_in_buf = on_assign,
+    .on_msg_canceled = on_msg_canceled,
 };
+
+/* -a: no on_new_session, so every session is accepted by plexus. The
+ * session's user pointer is then the server's; on_session_event adopts
+ * the session on its first event. */
+static px_session_ops auto_ops;
 
 /* ---- life cycle ---------------------------------------------------------- */
 
@@ -595,8 +672,6 @@ static void run_until_no_sessions(struct srv *g, int ms)
 static int shutdown_server(struct srv *g)
 {
     int status = 0;
-    px_server_unbind(g->server);
-    px_server_unbind(g->alt);
     for (struct sess *ss = g->sessions.next; ss != &g->sessions; ss = ss->next) {
         struct rec *r = ss->recs.next;
         while (r != &ss->recs) {
@@ -606,6 +681,9 @@ static int shutdown_server(struct srv *g)
             r = next;
         }
     }
+    /* Unbinding closes the sessions too; closing them again is harmless. */
+    px_server_unbind(g->server);
+    px_server_unbind(g->alt);
     for (struct sess *ss = g->sessions.next; ss != &g->sessions; ss = ss->next)
         px_session_close(ss->s);
     run_until_no_sessions(g, 5000);
@@ -649,40 +727,96 @@ static int bind_alt(struct srv *g, const char *uri)
     return rc;
 }
 
+/* CONF_UNBIND: end the servers as asked, then destroy the context without
+ * ending a session ourselves; it must succeed. */
+static int unbind_and_exit(struct srv *g)
+{
+    int how = g->unbind - 1;
+    if (how == CONF_UNBIND_ABRUPT) {
+        px_server_disconnect(g->server);
+        px_server_disconnect(g->alt);
+    } else {
+        px_server_unbind(g->server);
+        px_server_unbind(g->alt);
+    }
+    if (how != CONF_UNBIND_DESTROY)
+        run_until_no_sessions(g, 10000);
+    px_timer_destroy(g->sigtimer);
+    int rc = px_ctx_destroy(g->ctx);
+    if (rc != 0) {
+        fprintf(stderr, "conf_server: px_ctx_destroy after unbinding: %s\n", px_strerror(rc));
+        return 3;
+    }
+    if (g->sessions.next != &g->sessions) {
+        fprintf(stderr, "conf_server: px_ctx_destroy left sessions without SESSION_TEARDOWN\n");
+        return 4;
+    }
+    while (g->abufs.next != &g->abufs)
+        abuf_free(g->abufs.next);
+    return g->st.anomalies ? 5 : 0;
+}
+
 int main(int argc, char **argv)
 {
     static struct srv g;
     char uri[1100];
-    if (argc != 2) {
-        fprintf(stderr, "usage: conf_server URI\n");
+    /* A server sized for the suite: 1,000 requests held per connection. */
+    px_ctx_opts o = {.queue_depth = 4096};
+    const px_session_ops *ops = &server_ops;
+    int opt;
+    while ((opt = getopt(argc, argv, "ah:k:r:q:")) != -1) {
+        switch (opt) {
+        case 'a':
+            auto_ops = server_ops;
+            auto_ops.on_new_session = NULL;
+            ops = &auto_ops;
+            break;
+        case 'h':
+            o.handshake_timeout_ms = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'k':
+            o.keepalive_ms = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'r':
+            o.max_rx_held_bytes = strtoull(optarg, NULL, 10);
+            break;
+        case 'q':
+            o.queue_depth = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        default:
+            fprintf(stderr, "usage: conf_server URI [-a] [-h ms] [-k ms] [-r bytes] [-q depth]\n");
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "usage: conf_server URI [-a] [-h ms] [-k ms] [-r bytes] [-q depth]\n");
         return 2;
     }
+    const char *bind_uri = argv[optind];
     G = &g;
     g.sessions.next = g.sessions.prev = &g.sessions;
     g.abufs.next = g.abufs.prev = &g.abufs;
     signal(SIGTERM, on_sigterm);
 
-    /* A server sized for the suite: 1,000 requests held per connection. */
-    px_ctx_opts o = {.queue_depth = 4096};
     int rc = px_ctx_create(&o, &g.ctx);
     if (rc == 0)
-        rc = px_server_bind(g.ctx, argv[1], &server_ops, &g, &g.server);
+        rc = px_server_bind(g.ctx, bind_uri, ops, &g, &g.server);
     if (rc == 0)
         rc = px_server_uri(g.server, uri, sizeof(uri)) < 0 ? -PX_ENOSPC : 0;
     if (rc == 0)
-        rc = bind_alt(&g, argv[1]);
+        rc = bind_alt(&g, bind_uri);
     if (rc == 0)
         rc = px_timer_create(g.ctx, sig_poll, &g, &g.sigtimer);
     if (rc == 0)
         rc = px_timer_start(g.sigtimer, 10000, 10000);
     if (rc != 0) {
-        fprintf(stderr, "conf_server: cannot serve %s: %s\n", argv[1], px_strerror(rc));
+        fprintf(stderr, "conf_server: cannot serve %s: %s\n", bind_uri, px_strerror(rc));
         return 2;
     }
     printf("URI %s\nALT %s\n", uri, g.alt_uri);
     fflush(stdout);
 
-    while (!terminate)
+    while (!terminate && !g.unbind)
         px_ctx_run(g.ctx);
-    return shutdown_server(&g);
+    return g.unbind ? unbind_and_exit(&g) : shutdown_server(&g);
 }

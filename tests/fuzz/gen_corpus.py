@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Write the seed corpus of fuzz_frame and fuzz_uri (run from anywhere;
-the files are committed, rerun only to change them)."""
+"""Write the seed corpus of fuzz_frame, fuzz_uri and fuzz_handshake (run
+from anywhere; the files are committed, rerun only to change them)."""
 import os
 import struct
 
@@ -55,6 +55,43 @@ URIS = {
 }
 
 
+HS_MAGIC = 0x53485850
+
+
+def hello(min_v=1, max_v=1, depth=512, max_msg=64 << 20, max_hdr=4096,
+          max_iov=64, keepalive=5000, token=0, uri=b"tcp://127.0.0.1:7000",
+          priv=b"secret"):
+    return (struct.pack("<IHHIQIIIQHH", HS_MAGIC, min_v, max_v, depth, max_msg,
+                        max_hdr, max_iov, keepalive, token, len(uri),
+                        len(priv)) + uri + priv)
+
+
+def hello_ack(version=1, status=0, reason=0, depth=512, max_msg=64 << 20,
+              max_hdr=4096, max_iov=64, keepalive=5000, token=77, data=b"",
+              uris=()):
+    b = struct.pack("<IHHiIQIIIQHH", HS_MAGIC, version, status, reason, depth,
+                    max_msg, max_hdr, max_iov, keepalive, token, len(data),
+                    len(uris)) + data
+    for u in uris:
+        b += struct.pack("<H", len(u)) + u
+    return b
+
+
+HANDSHAKE = {
+    "hello": hello(),
+    "hello_future": hello(min_v=2, max_v=3, priv=b""),
+    "hello_join": hello(token=0x1234, priv=b""),
+    "hello_truncated": hello()[:57],
+    "hello_no_keepalive": hello(keepalive=0xFFFFFFFF, priv=b""),
+    "hello_zero_limits": hello(max_msg=0, max_hdr=0, priv=b""),
+    "ack_accept": hello_ack(data=b"welcome"),
+    "ack_reject": hello_ack(status=1, reason=-1, data=b"go away"),
+    "ack_redirect": hello_ack(status=2, uris=(b"tcp://10.0.0.1:1", b"unix:///x")),
+    "ack_bad_version": hello_ack(version=2, data=b"x"),
+    "zeros": bytes(64),
+}
+
+
 def write(sub, items):
     d = os.path.join(HERE, "corpus", sub)
     os.makedirs(d, exist_ok=True)
@@ -67,3 +104,4 @@ def write(sub, items):
 
 write("frame", FRAMES)
 write("uri", URIS)
+write("handshake", HANDSHAKE)

@@ -99,7 +99,7 @@ static void on_msg(px_conn *c, px_msg *m, int more, void *user)
         abort();
 }
 
-static void on_error(px_conn *c, px_msg *m, int reason, void *user)
+static void on_error(px_conn *c, px_msg *m, px_msg_dir dir, int reason, void *user)
 {
     ((struct side *)user)->errors++;
 }

@@ -34,9 +34,27 @@ START_TEST(too_large)
 {
     px_bufpool bp;
     px_bufpool_init(&bp, 0);
-    ck_assert_ptr_null(px_buf_get(&bp, ((size_t)2 << 30) + 1));
+    ck_assert_ptr_null(px_buf_get(&bp, ((size_t)4 << 30) + 1));
     ck_assert_ptr_null(px_buf_get(&bp, SIZE_MAX));
     ck_assert_uint_eq(bp.allocs, 0);
+    px_bufpool_fini(&bp);
+}
+END_TEST
+
+/* max_msg_size may be 4 GiB - 1: every message size gets a buffer (the
+ * pages are never touched here, so this costs no memory). */
+START_TEST(largest_message)
+{
+    px_bufpool bp;
+    px_bufpool_init(&bp, 0);
+    px_buf *b = px_buf_get(&bp, ((size_t)2 << 30) + 1);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_ge(b->cap, ((size_t)2 << 30) + 1);
+    px_buf_put(&bp, b);
+    b = px_buf_get(&bp, ((size_t)4 << 30) - 1);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_ge(b->cap, ((size_t)4 << 30) - 1);
+    px_buf_put(&bp, b);
     px_bufpool_fini(&bp);
 }
 END_TEST
@@ -89,4 +107,4 @@ START_TEST(cache_limit)
 }
 END_TEST
 
-PX_CHECK_MAIN("buf", classes, too_large, reuse, cache_limit)
+PX_CHECK_MAIN("buf", classes, too_large, largest_message, reuse, cache_limit)

@@ -22,7 +22,8 @@ START_TEST(strerror_both_signs)
     ck_assert_str_eq(px_strerror(-99999), "unknown error");
     ck_assert_str_eq(px_strerror(INT_MIN), "unknown error");
     ck_assert_str_eq(px_strerror(INT_MAX), "unknown error");
-    ck_assert_str_eq(px_strerror(-(PX_EBASE + 16)), "unknown error");
+    ck_assert_str_eq(px_strerror(-(PX_EBASE + 17)), "unknown error");
+    ck_assert_str_eq(px_strerror(-PX_ENOTBUILT), "transport known but not built into this plexus");
 }
 END_TEST
 
@@ -33,7 +34,7 @@ START_TEST(errname)
     ck_assert_str_eq(px_errname(-PX_EINVAL), "PX_EINVAL");
     ck_assert_int_eq(PX_EINVAL, EINVAL);
     ck_assert_int_eq(PX_EBADURI, 4097);
-    ck_assert_str_eq(px_errname(0), "PX_E?");
+    ck_assert_str_eq(px_errname(0), "PX_OK"); /* 0 is no error, and says so */
     ck_assert_str_eq(px_errname(-12345), "PX_E?");
     ck_assert_str_eq(px_errname(INT_MIN), "PX_E?");
 }

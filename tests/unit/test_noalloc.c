@@ -2,7 +2,7 @@
  *
  * This binary replaces malloc/calloc/realloc with counting wrappers around
  * glibc's own allocator, runs a client and a server on one context over
- * tcp:// and unix://, warms up, then requires that 20,000 more round trips
+ * tcp://, unix:// and shm://, warms up, then requires that 20,000 more round trips
  * — 64 B in place and 64 KiB read straight into pool buffers — allocate
  * nothing at all. (Not built under sanitizers, which own malloc.) */
 #include <check.h>
@@ -88,7 +88,7 @@ static void client_on_msg(px_conn *c, px_msg *m, int more, void *user)
         px_ctx_stop(b->ctx);
 }
 
-static void client_on_error(px_conn *c, px_msg *m, int reason, void *user)
+static void client_on_error(px_conn *c, px_msg *m, px_msg_dir dir, int reason, void *user)
 {
     ((struct bench *)user)->errors++;
 }
@@ -166,4 +166,13 @@ START_TEST(noalloc_unix)
 }
 END_TEST
 
-PX_CHECK_MAIN("noalloc", noalloc_tcp, noalloc_unix)
+/* shm: 64 B through the rings in place, 64 KiB by CMA into pool buffers. */
+START_TEST(noalloc_shm)
+{
+    char uri[128];
+    snprintf(uri, sizeof(uri), "shm://plexus-noalloc-%d", (int)getpid());
+    check_no_alloc(uri);
+}
+END_TEST
+
+PX_CHECK_MAIN("noalloc", noalloc_tcp, noalloc_unix, noalloc_shm)

@@ -16,6 +16,9 @@ static void assert_same_opts(const px_ctx_opts *a, const px_ctx_opts *b)
     ck_assert_uint_eq(a->max_sessions, b->max_sessions);
     ck_assert_uint_eq(a->buf_cache_bytes, b->buf_cache_bytes);
     ck_assert_uint_eq(a->keepalive_ms, b->keepalive_ms);
+    ck_assert_uint_eq(a->handshake_timeout_ms, b->handshake_timeout_ms);
+    ck_assert_uint_eq(a->request_timeout_ms, b->request_timeout_ms);
+    ck_assert_uint_eq(a->max_rx_held_bytes, b->max_rx_held_bytes);
 }
 
 START_TEST(defaults)
@@ -32,6 +35,9 @@ START_TEST(defaults)
     ck_assert_uint_eq(o.max_sessions, 16384);
     ck_assert_uint_eq(o.buf_cache_bytes, 256ull << 20);
     ck_assert_uint_eq(o.keepalive_ms, 5000);
+    ck_assert_uint_eq(o.handshake_timeout_ms, 10000);
+    ck_assert_uint_eq(o.request_timeout_ms, 0);
+    ck_assert_uint_eq(o.max_rx_held_bytes, 64ull << 20);
     px_ctx_opts zero = {0};
     px_ctx_opts o2;
     ck_assert_int_eq(px_ctx_opts_resolve(&zero, &o2), 0);
@@ -51,7 +57,10 @@ START_TEST(kept)
                       .inline_threshold = 1,
                       .max_sessions = 3,
                       .buf_cache_bytes = 4096,
-                      .keepalive_ms = 20};
+                      .keepalive_ms = 20,
+                      .handshake_timeout_ms = 30,
+                      .request_timeout_ms = 40,
+                      .max_rx_held_bytes = 50};
     px_ctx_opts o;
     ck_assert_int_eq(px_ctx_opts_resolve(&in, &o), 0);
     assert_same_opts(&in, &o);

@@ -81,6 +81,7 @@ START_TEST(unix_path)
     ck_assert_int_eq(parse("tcp://h:1/a/b"), 0);
     ck_assert_str_eq(u.path, "/a/b");
     ck_assert_int_eq(parse("unix:///a b"), -PX_EBADPATH);
+    ck_assert_int_eq(parse("unix://"), -PX_EBADPATH); /* a path is missing, not a host */
     ck_assert_int_eq(parse("unix:///a#frag"), -PX_EBADPATH);
 }
 END_TEST

@@ -58,7 +58,7 @@ static void on_msg(px_conn *c, px_msg *msg, int more_in_batch, void *user)
         px_ctx_stop(a->ctx);
 }
 
-static void on_msg_error(px_conn *c, px_msg *msg, int reason, void *user)
+static void on_msg_error(px_conn *c, px_msg *msg, px_msg_dir dir, int reason, void *user)
 {
     struct app *a = user;
     fprintf(stderr, "request failed: %s\n", px_strerror(reason));

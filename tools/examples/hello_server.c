@@ -59,8 +59,15 @@ static void on_msg(px_conn *c, px_msg *req, int more_in_batch, void *user)
     r->iov = (px_iov){.base = r->text, .len = len};
     req->user_context = r;
     req->out = (px_msg_vec){.iov = &r->iov, .iov_count = 1};
-    if (px_send_response(req) != 0)
+    int rc = px_send_response(req);
+    if (rc != 0) {
+        /* Not sent (over the client's limits, say): no callback follows,
+         * and the request is still ours. Releasing it answers it with an
+         * error, so the client does not wait for ever. */
+        fprintf(stderr, "cannot answer a request: %s\n", px_strerror(rc));
         free(r);
+        px_release_msg(req);
+    }
 }
 
 static void on_msg_send_complete(px_conn *c, px_msg *req, void *user)
@@ -68,9 +75,12 @@ static void on_msg_send_complete(px_conn *c, px_msg *req, void *user)
     free(req->user_context);
 }
 
-static void on_msg_error(px_conn *c, px_msg *req, int reason, void *user)
+static void on_msg_error(px_conn *c, px_msg *req, px_msg_dir dir, int reason, void *user)
 {
-    free(req->user_context);
+    /* PX_DIR_IN would be a receive into memory from assign_data_in_buf,
+     * which this server never supplies: only our responses end here. */
+    if (dir == PX_DIR_OUT)
+        free(req->user_context);
 }
 
 static const px_session_ops ops = {

@@ -124,7 +124,7 @@ static void client_on_delivered(px_conn *c, px_msg *m, void *user)
     message_done(cl, m);
 }
 
-static void client_on_error(px_conn *c, px_msg *m, int reason, void *user)
+static void client_on_error(px_conn *c, px_msg *m, px_msg_dir dir, int reason, void *user)
 {
     struct client *cl = user;
     fprintf(stderr, "message not delivered: %s\n", px_strerror(reason));

@@ -222,7 +222,7 @@ static void on_send_complete(px_conn *c, px_msg *m, void *user)
     complete(user, (struct slot *)m, 1);
 }
 
-static void on_msg_error(px_conn *c, px_msg *m, int reason, void *user)
+static void on_msg_error(px_conn *c, px_msg *m, px_msg_dir dir, int reason, void *user)
 {
     struct worker *w = user;
     struct slot *s = (struct slot *)m;

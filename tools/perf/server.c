@@ -102,7 +102,7 @@ static void on_new_session(px_session *s, const px_new_session *req, void *user)
     px_session_accept(s, NULL, 0, NULL, 0);
 }
 
-static void on_msg_error(px_conn *c, px_msg *m, int reason, void *user)
+static void on_msg_error(px_conn *c, px_msg *m, px_msg_dir dir, int reason, void *user)
 {
     /* A response lost because the client went away: normal at its exit. */
     if (reason != -PX_EDISCONNECTED && reason != -PX_EFLUSHED)

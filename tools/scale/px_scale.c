@@ -178,7 +178,7 @@ static void client_on_msg(px_conn *c, px_msg *m, int more, void *user)
     px_release_response(m);
 }
 
-static void client_on_error(px_conn *c, px_msg *m, int reason, void *user)
+static void client_on_error(px_conn *c, px_msg *m, px_msg_dir dir, int reason, void *user)
 {
     struct link *l = user;
     if (!l->failed) {

@@ -251,7 +251,8 @@ static int service_hot(shm_tp *tp)
 
 static int rx_ready(shm_conn *c)
 {
-    return c->rx_pins == 0 && shm_ring_nonempty(&c->rx);
+    return c->rx_pins == 0 && (!c->rx_paused || c->rx_mode == RX_CHUNKS) &&
+           shm_ring_nonempty(&c->rx);
 }
 
 /* Advertise that we are about to sleep, then look once more (the Dekker
@@ -508,12 +509,18 @@ static shm_conn *conn_new(shm_tp *tp, int sock, const char *name, const shm_opts
 
 static int check_name(const px_uri *uri)
 {
-    if (uri->host[0] || uri->port != -1)
+    if (uri->host[0] || uri->port != -1) {
+        PX_LOGW("shm://: takes a name, not a host or port (shm://my-service)");
         return -PX_EBADHOST;
-    if (!uri->path[0])
+    }
+    if (!uri->path[0]) {
+        PX_LOGW("shm://: no name given (shm://my-service)");
         return -PX_EBADPATH;
-    if (strlen(uri->path) > SHM_NAME_MAX)
+    }
+    if (strlen(uri->path) > SHM_NAME_MAX) {
+        PX_LOGW("shm://%s: the name is over %u bytes", uri->path, SHM_NAME_MAX);
         return -PX_ENAMETOOLONG;
+    }
     return 0;
 }
 
@@ -583,6 +590,27 @@ static void shm_reject(px_tp_conn *pc, int reason)
     shm_close(pc);
 }
 
+/* Paused, the drain stops at the next frame boundary and the ring fills
+ * (the producer then waits for room); resumed, the loop drains it. */
+static void shm_rx_pause(px_tp_conn *pc, int paused)
+{
+    shm_conn *c = CONN(pc);
+    if (c->closed || c->rx_paused == (unsigned)!!paused)
+        return;
+    c->rx_paused = !!paused;
+    if (!paused && c->state == SHM_OPEN) {
+        shm_mark_hot(c);
+        shm_mark_work(c);
+    }
+}
+
+static int shm_check_uri(const px_uri *uri, int listener)
+{
+    shm_opts o;
+    int rc = check_name(uri);
+    return rc ? rc : shm_opts_parse(uri, listener, &o);
+}
+
 static int shm_peer_uri(px_tp_conn *pc, char *buf, size_t len)
 {
     shm_conn *c = CONN(pc);
@@ -597,6 +625,50 @@ void shm_defer_fail(shm_conn *c, int reason)
 
 /* ---- listeners ---------------------------------------------------------------- */
 
+static void pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    shm_listener *l = PX_CONTAINER_OF(w, shm_listener, pause);
+    ev_io_start(loop, &l->io);
+}
+
+/* At most one line a second per listener: whoever makes accept fail (any
+ * local uid can connect) must not be able to fill the log. */
+static int may_warn(shm_listener *l)
+{
+    double now = ev_now(l->tp->host.loop);
+    if (now - l->warned_at < 1.0)
+        return 0;
+    l->warned_at = now;
+    return 1;
+}
+
+/* Out of descriptors (or memory): the connection stays in the backlog and
+ * the socket stays readable, so stop watching it briefly instead of
+ * spinning on it. */
+static void accept_backoff(shm_listener *l, int err)
+{
+    if (may_warn(l))
+        PX_LOGW("shm: %s: accept: %s; pausing the listener for 100 ms", l->name, strerror(err));
+    ev_io_stop(l->tp->host.loop, &l->io);
+    ev_timer_set(&l->pause, 0.1, 0.);
+    ev_timer_start(l->tp->host.loop, &l->pause);
+}
+
+/* The uid check comes first, before any state is kept for the peer: a
+ * process of another user costs one accept and one close. */
+static int peer_allowed(shm_listener *l, int fd)
+{
+    uid_t uid;
+    if (shm_rdv_peer_uid(fd, &uid) < 0)
+        return 0;
+    if (shm_uid_allowed(&l->opts, getuid(), uid))
+        return 1;
+    if (may_warn(l))
+        PX_LOGW("shm: %s: refusing a client running as uid %u (allowed: ours%s; see ?allow_uid=)",
+                l->name, (unsigned)uid, l->opts.has_allow_uid ? " and allow_uid" : "");
+    return 0;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     shm_listener *l = PX_CONTAINER_OF(w, shm_listener, io);
@@ -605,14 +677,21 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                PX_LOGW("shm: accept: %s", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_backoff(l, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK && may_warn(l))
+                PX_LOGW("shm: %s: accept: %s", l->name, strerror(errno));
             return;
+        }
+        if (!peer_allowed(l, fd)) {
+            close(fd);
+            continue;
         }
         shm_conn *c = conn_new(l->tp, fd, l->name, &l->opts);
         if (!c) {
             close(fd);
-            continue;
+            accept_backoff(l, ENOMEM);
+            return;
         }
         c->is_server = 1;
         c->state = SHM_HANDSHAKE;
@@ -648,6 +727,7 @@ static int shm_listen(px_tp *ptp, const px_uri *uri, const px_observer *obs, px_
     px_list_init(&l->pending);
     px_list_push_back(&tp->listeners, &l->link);
     ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
+    ev_init(&l->pause, pause_cb);
     ev_io_start(tp->host.loop, &l->io);
     *out = &l->base;
     return 0;
@@ -665,6 +745,7 @@ static void shm_listener_close(px_tp_listener *pl)
         return;
     l->closed = 1;
     ev_io_stop(l->tp->host.loop, &l->io);
+    ev_timer_stop(l->tp->host.loop, &l->pause);
     close(l->fd);
     px_list *n;
     while ((n = px_list_first(&l->pending))) {
@@ -697,6 +778,12 @@ static int shm_init(const px_tp_host *host, px_tp **out)
     px_list_init(&tp->listeners);
     ev_prepare_init(&tp->prep, prepare_cb);
     ev_idle_init(&tp->idle, idle_cb);
+    /* libev grows its watcher arrays on a watcher's first start: do it now,
+     * so the data path never allocates for it later. */
+    ev_idle_start(tp->host.loop, &tp->idle);
+    ev_idle_stop(tp->host.loop, &tp->idle);
+    ev_prepare_start(tp->host.loop, &tp->prep);
+    ev_prepare_stop(tp->host.loop, &tp->prep);
     *out = (px_tp *)(void *)tp;
     return 0;
 }
@@ -775,5 +862,7 @@ const px_transport px_shm_transport = {
     .send = shm_tx_send,
     .close = shm_close,
     .peer_uri = shm_peer_uri,
+    .check_uri = shm_check_uri,
+    .rx_pause = shm_rx_pause,
     .poll = shm_poll,
 };

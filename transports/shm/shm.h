@@ -124,11 +124,12 @@ typedef struct shm_conn {
     unsigned closing : 1; /* close() is completing queued sends */
     unsigned in_rx : 1;   /* shm_rx_drain() is on the stack */
     unsigned is_server : 1;
-    unsigned cma_off : 1; /* forced off by either side's options */
-    int sock;             /* rendezvous socket: its EOF is the peer's death */
-    int efd_self;         /* we sleep on it */
-    int efd_peer;         /* we write it to wake the peer */
-    uint8_t *seg;         /* the shared mapping */
+    unsigned cma_off : 1;   /* forced off by either side's options */
+    unsigned rx_paused : 1; /* the owner asked for no new frames (rx_pause) */
+    int sock;               /* rendezvous socket: its EOF is the peer's death */
+    int efd_self;           /* we sleep on it */
+    int efd_peer;           /* we write it to wake the peer */
+    uint8_t *seg;           /* the shared mapping */
     size_t seg_len;
     shm_ring tx, rx;
     ev_io sio, eio;
@@ -179,8 +180,10 @@ typedef struct shm_listener {
     unsigned in_upcall;
     unsigned closed : 1;
     ev_io io;
-    px_list link;    /* tp->listeners */
-    px_list pending; /* conns in handshake or offered, not yet accepted/rejected */
+    ev_timer pause;   /* accept back-off after EMFILE/ENFILE */
+    double warned_at; /* loop time of the last refusal logged (one a second at most) */
+    px_list link;     /* tp->listeners */
+    px_list pending;  /* conns in handshake or offered, not yet accepted/rejected */
     shm_opts opts;
     char name[SHM_NAME_MAX + 1];
 } shm_listener;
@@ -208,6 +211,8 @@ int shm_opts_parse(const px_uri *uri, int listener, shm_opts *out);
 /* Is a peer with `uid` allowed by `o` for a process running as `self`? */
 int shm_uid_allowed(const shm_opts *o, uid_t self, uid_t uid);
 int shm_rdv_listen(const char *name, int *fd);
+/* The uid of the process at the other end of a unix socket, or <0. */
+int shm_rdv_peer_uid(int fd, uid_t *uid);
 /* Client: connect, create the segment, send the hello. */
 int shm_rdv_connect(shm_conn *c);
 /* Server: read and check the hello, map the segment. 1: done; 0: wait; <0: refuse. */

@@ -342,6 +342,7 @@ static int cma_error(shm_conn *c, int e)
 /* The sender's buffers are free now: ack (before the upcall), deliver. */
 static int bulk_rx_done(shm_conn *c, int own)
 {
+    c->base.rx_bytes += c->rxf.hdr.data_len;
     __atomic_store_n(&c->rx.ctl->acked, ++c->cma_done, __ATOMIC_RELEASE);
     shm_rx_wake_producer(c);
     if (shm_rx_deliver_assigned(c, own) < 0)

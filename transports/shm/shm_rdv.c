@@ -2,9 +2,13 @@
  * a segment.
  *
  * The server listens on the abstract unix socket "\0plexus-shm-<uid>-<name>"
- * (abstract: nothing on disk, gone when the process is). The client
- * connects, checks with SO_PEERCRED that the server runs as an allowed uid
- * (abstract names can be squatted by anyone), and creates the segment: a
+ * (abstract: nothing on disk, gone when the process is), in the namespace
+ * of its own uid. The client looks in its own uid's namespace first, then
+ * in those its ?allow_uid= names (a uid, or any: every namespace that has
+ * the name, from /proc/net/unix), so a server of another user is reached
+ * when the client says it trusts that user. It checks with SO_PEERCRED
+ * that the server runs as an allowed uid (abstract names can be squatted
+ * by anyone), and creates the segment: a
  * sealed memfd (mode 0600, no name in any file system, freed with the last
  * map) holding both rings, plus two eventfds. It sends them with
  * SCM_RIGHTS in its hello. The server checks the client's uid the same way,
@@ -33,29 +37,7 @@
 #include "core/log.h"
 #include "plexus/error.h"
 #include "transports/shm/shm.h"
-
-#define RDV_F_NOCMA 1u /* the sender's options forbid CMA in both directions */
-
-/* Client -> server, with [memfd, server's eventfd, client's eventfd]. */
-typedef struct rdv_hello {
-    uint32_t magic, version;
-    uint32_t ring_size;
-    uint32_t flags;
-    uint64_t seg_len;
-    uint64_t probe_addr; /* a word of ours for the server's CMA probe */
-    int32_t pid;
-    uint32_t pad;
-} rdv_hello;
-
-/* Server -> client. */
-typedef struct rdv_reply {
-    uint32_t magic, version;
-    int32_t status; /* 0, or a positive PX_E code: refused */
-    uint32_t flags;
-    uint64_t probe_addr;
-    int32_t pid;
-    uint32_t pad;
-} rdv_reply;
+#include "transports/shm/shm_rdv.h"
 
 const uint64_t shm_cma_probe_word = 0x706c657875732121ull;
 
@@ -80,6 +62,12 @@ static int parse_u32(const char *s, uint32_t max, uint32_t *out)
     return 0;
 }
 
+static int bad_value(const px_uri *uri, const char *k, const char *v)
+{
+    PX_LOGW("shm://%s: option %s=%s has a bad value", uri->path, k, v);
+    return -PX_EBADOPT;
+}
+
 int shm_opts_parse(const px_uri *uri, int listener, shm_opts *out)
 {
     *out = (shm_opts){.cma = 1, .ring_size = SHM_RING_DEF};
@@ -94,26 +82,29 @@ int shm_opts_parse(const px_uri *uri, int listener, shm_opts *out)
                 out->allow_any = 1;
             } else {
                 if (parse_u32(v, UINT32_MAX - 1, &n))
-                    return -PX_EBADOPT;
+                    return bad_value(uri, k, v);
                 out->allow_uid = (uid_t)n;
                 out->has_allow_uid = 1;
             }
         } else if (strcmp(k, "cma") == 0) {
             if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
-                return -PX_EBADOPT;
+                return bad_value(uri, k, v);
             if (v[0] == '0')
                 out->cma = 0;
         } else if (strcmp(k, "ring") == 0) {
             if (parse_u32(v, SHM_RING_MAX, &n) || n < SHM_RING_MIN || (n & (n - 1)))
-                return -PX_EBADOPT;
+                return bad_value(uri, k, v);
             out->ring_size = n;
         } else if (strcmp(k, "spin_us") == 0) {
             if (parse_u32(v, 1000000, &n))
-                return -PX_EBADOPT;
+                return bad_value(uri, k, v);
             out->spin_us = n;
         } else if (strcmp(k, "pid") == 0 && !listener) {
             /* peer_uri() output fed back: informational */
         } else {
+            PX_LOGW("shm://%s: unknown option '%s' (known: allow_uid=<uid>|any, cma=0|1, "
+                    "ring=<bytes, power of two>, spin_us=<us>)",
+                    uri->path, k);
             return -PX_EBADOPT;
         }
     }
@@ -131,6 +122,15 @@ static int peer_cred(int fd, struct ucred *cr)
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &len) < 0)
         return shm_err(errno);
     return 0;
+}
+
+int shm_rdv_peer_uid(int fd, uid_t *uid)
+{
+    struct ucred cr;
+    int rc = peer_cred(fd, &cr);
+    if (rc == 0)
+        *uid = cr.uid;
+    return rc;
 }
 
 static int check_peer(shm_conn *c)
@@ -151,19 +151,20 @@ static int check_peer(shm_conn *c)
 
 /* ---- the socket --------------------------------------------------------------- */
 
-static socklen_t abstract_addr(const char *name, struct sockaddr_un *un)
+/* The rendezvous name of `name` in `owner`'s namespace. */
+socklen_t shm_rdv_addr(const char *name, uid_t owner, struct sockaddr_un *un)
 {
     memset(un, 0, sizeof *un);
     un->sun_family = AF_UNIX;
-    int n = snprintf(un->sun_path + 1, sizeof un->sun_path - 1, "plexus-shm-%u-%s",
-                     (unsigned)getuid(), name);
+    int n = snprintf(un->sun_path + 1, sizeof un->sun_path - 1, "plexus-shm-%u-%s", (unsigned)owner,
+                     name);
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
 
 int shm_rdv_listen(const char *name, int *out)
 {
     struct sockaddr_un un;
-    socklen_t len = abstract_addr(name, &un);
+    socklen_t len = shm_rdv_addr(name, getuid(), &un);
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return shm_err(errno);
@@ -178,7 +179,7 @@ int shm_rdv_listen(const char *name, int *out)
 
 /* ---- the segment --------------------------------------------------------------- */
 
-static size_t seg_len_for(uint32_t ring)
+size_t shm_rdv_seg_len(uint32_t ring)
 {
     return SHM_SEG_HDR + 2 * (size_t)ring;
 }
@@ -207,7 +208,7 @@ void shm_rdv_unmap(shm_conn *c)
 static int make_segment(shm_conn *c, int *memfd)
 {
     uint32_t ring = c->opts.ring_size;
-    size_t len = seg_len_for(ring);
+    size_t len = shm_rdv_seg_len(ring);
     int fd = memfd_create("plexus-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return shm_err(errno);
@@ -256,17 +257,85 @@ int shm_rdv_send_fds(int sock, const void *msg, size_t len, const int *fds, int 
     return (size_t)n == len ? 0 : -PX_EIO;
 }
 
-int shm_rdv_connect(shm_conn *c)
+/* The uids whose namespace holds a server named `name`, from the kernel's
+ * list of unix sockets ("@plexus-shm-<uid>-<name>" lines). Returns how
+ * many were put in uids[]. */
+static int uids_serving(const char *name, uid_t *uids, int max)
+{
+    FILE *f = fopen("/proc/net/unix", "re");
+    if (!f)
+        return 0;
+    char line[512], want[SHM_NAME_MAX + 2];
+    snprintf(want, sizeof want, "-%s", name);
+    int n = 0;
+    while (n < max && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        const char *p = strstr(line, " @plexus-shm-");
+        if (!p)
+            continue;
+        p += strlen(" @plexus-shm-");
+        char *end;
+        unsigned long uid = strtoul(p, &end, 10);
+        if (end == p || strcmp(end, want) != 0)
+            continue;
+        uids[n++] = (uid_t)uid;
+    }
+    fclose(f);
+    return n;
+}
+
+/* Connect to `name` in `owner`'s namespace. 0, or -PX_ECONNREFUSED when
+ * nobody serves it there. */
+static int connect_as(shm_conn *c, uid_t owner)
 {
     struct sockaddr_un un;
-    socklen_t alen = abstract_addr(c->name, &un);
-    c->sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->sock < 0)
+    socklen_t alen = shm_rdv_addr(c->name, owner, &un);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
         return shm_err(errno);
+    if (connect(fd, (struct sockaddr *)&un, alen) < 0) {
+        int rc = errno == EAGAIN || errno == ENOENT || errno == ECONNREFUSED ? -PX_ECONNREFUSED
+                                                                             : shm_err(errno);
+        close(fd);
+        return rc;
+    }
+    c->sock = fd;
     ev_io_set(&c->sio, c->sock, EV_READ);
-    if (connect(c->sock, (struct sockaddr *)&un, alen) < 0)
-        return errno == EAGAIN || errno == ENOENT ? -PX_ECONNREFUSED : shm_err(errno);
-    int rc = check_peer(c);
+    return 0;
+}
+
+/* Our own namespace, then those of the users we said we trust. */
+static int connect_server(shm_conn *c)
+{
+    uid_t self = getuid();
+    int rc = connect_as(c, self);
+    if (rc != -PX_ECONNREFUSED)
+        return rc;
+    if (c->opts.has_allow_uid && c->opts.allow_uid != self) {
+        rc = connect_as(c, c->opts.allow_uid);
+        if (rc != -PX_ECONNREFUSED)
+            return rc;
+    }
+    if (c->opts.allow_any) {
+        uid_t uids[16];
+        int n = uids_serving(c->name, uids, 16);
+        for (int i = 0; i < n; i++) {
+            if (uids[i] == self)
+                continue;
+            rc = connect_as(c, uids[i]);
+            if (rc != -PX_ECONNREFUSED)
+                return rc;
+        }
+    }
+    return -PX_ECONNREFUSED;
+}
+
+int shm_rdv_connect(shm_conn *c)
+{
+    int rc = connect_server(c);
+    if (rc)
+        return rc;
+    rc = check_peer(c);
     if (rc)
         return rc;
     int memfd = -1;
@@ -343,14 +412,14 @@ static int is_eventfd(int fd)
     return strcmp(target, "anon_inode:[eventfd]") == 0;
 }
 
-static int check_hello(const rdv_hello *h, int memfd)
+int shm_rdv_check_hello(const rdv_hello *h, int memfd)
 {
     if (h->magic != SHM_MAGIC)
         return -PX_EPROTO;
     if (h->version != SHM_VERSION)
         return -PX_EVERSION;
     uint32_t r = h->ring_size;
-    if (r < SHM_RING_MIN || r > SHM_RING_MAX || (r & (r - 1)) || h->seg_len != seg_len_for(r))
+    if (r < SHM_RING_MIN || r > SHM_RING_MAX || (r & (r - 1)) || h->seg_len != shm_rdv_seg_len(r))
         return -PX_EPROTO;
     struct stat st;
     if (fstat(memfd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < h->seg_len)
@@ -366,7 +435,7 @@ static int adopt(shm_conn *c, const rdv_hello *h, const int *fds)
     int rc = check_peer(c);
     if (rc)
         return rc;
-    rc = check_hello(h, fds[0]);
+    rc = shm_rdv_check_hello(h, fds[0]);
     if (rc)
         return rc;
     if (!is_eventfd(fds[1]) || !is_eventfd(fds[2]))
@@ -441,19 +510,29 @@ int shm_rdv_client_reply(shm_conn *c)
         return shm_err(errno);
     if (n == 0)
         return -PX_ECONNREFUSED; /* dropped before accepting */
-    if ((size_t)n != sizeof r || r.magic != SHM_MAGIC)
+    if ((size_t)n != sizeof r)
         return -PX_EPROTO;
-    if (r.version != SHM_VERSION)
-        return -PX_EVERSION;
-    if (r.status) {
-        int st = r.status > 0 && r.status < PX_EBASE + 64 ? -r.status : -PX_ECONNREFUSED;
-        return strcmp(px_errname(st), "PX_E?") != 0 ? st : -PX_ECONNREFUSED;
-    }
+    int rc = shm_rdv_check_reply(&r);
+    if (rc)
+        return rc;
     if (r.flags & RDV_F_NOCMA)
         c->cma_off = 1;
     int ok = c->cma_off ? SHM_CMA_NO : shm_cma_probe(c->peer_pid, r.probe_addr);
     __atomic_store_n(&c->rx.ctl->cma_ok, (uint32_t)ok, __ATOMIC_RELEASE);
     return 1;
+}
+
+int shm_rdv_check_reply(const rdv_reply *r)
+{
+    if (r->magic != SHM_MAGIC)
+        return -PX_EPROTO;
+    if (r->version != SHM_VERSION)
+        return -PX_EVERSION;
+    if (r->status == 0)
+        return 0;
+    /* A refusal: its reason if it is one of ours, else a plain refusal. */
+    int st = r->status > 0 && r->status < PX_EBASE + 64 ? -r->status : -PX_ECONNREFUSED;
+    return strcmp(px_errname(st), "PX_E?") != 0 ? st : -PX_ECONNREFUSED;
 }
 
 int shm_cma_probe(pid_t pid, uint64_t addr)

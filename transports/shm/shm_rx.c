@@ -196,7 +196,8 @@ int shm_rx_drain(shm_conn *c)
         return 0;
     c->in_rx = 1;
     int n = 0;
-    while (n < SHM_RX_BATCH && !c->rx_pins) {
+    /* Paused, only the rest of a chunked frame in progress is taken. */
+    while (n < SHM_RX_BATCH && !c->rx_pins && (!c->rx_paused || c->rx_mode == RX_CHUNKS)) {
         uint16_t kind;
         const uint8_t *p;
         uint32_t len;
@@ -207,6 +208,7 @@ int shm_rx_drain(shm_conn *c)
             c->in_rx = 0;
             return shm_fail(c, rc);
         }
+        c->base.rx_bytes += SHM_REC_HDR + (uint64_t)len;
         if (rx_record(c, kind, p, len) < 0)
             return -1; /* gone: hands off */
         n++;

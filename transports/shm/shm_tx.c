@@ -156,7 +156,12 @@ static void unpin(shm_conn *c, px_tp_send *s)
 
 static void to_done(shm_conn *c, px_tp_send *s)
 {
-    unpin(c, s);
+    /* A CMA frame is read from the caller's memory until the peer acks it:
+     * one made from our receive memory keeps that memory (the pin) until
+     * then, or the next frame received there would overwrite what the
+     * peer is still to read. */
+    if (!s->tp_priv[3])
+        unpin(c, s);
     bounce_free(s);
     fifo_push(&c->done, &c->done_tail, s);
     shm_mark_work(c);
@@ -211,6 +216,7 @@ int shm_tx_complete(shm_conn *c)
         return shm_fail(c, rc);
     while (c->done && c->done->tp_priv[3] <= c->cma_acked) {
         px_tp_send *s = fifo_pop(&c->done, &c->done_tail);
+        unpin(c, s);
         s->status = 0;
         if (shm_upcall(c, PX_TP_EV_SEND_COMPLETE, s, NULL) < 0)
             return -1;
@@ -279,6 +285,8 @@ int shm_tx_send(px_tp_conn *pc, px_tp_send *req)
         if (rc >= 0)
             shm_tx_publish(c);
         if (rc == 1) {
+            if (req->tp_priv[3]) /* CMA: read from its memory until acked */
+                maybe_pin(c, req);
             to_done(c, req);
             return 0;
         }

@@ -83,6 +83,7 @@ static void stop_io(tcp_conn *c)
     struct ev_loop *loop = c->tp->host.loop;
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
+    ev_timer_stop(loop, &c->probe);
     px_list_del(&c->dirty_link);
     px_list_del(&c->defer_link);
     px_list_del(&c->hot_link);
@@ -126,6 +127,8 @@ static void run_deferred(tcp_conn *c)
     if (c->defer_ev == PX_TP_EV_CONNECTED) {
         conn_open(c);
         tcp_upcall(c, PX_TP_EV_CONNECTED, NULL, NULL);
+    } else if (c->defer_ev == TCP_EV_RESUME) {
+        tcp_rx_resume(c);
     } else {
         tcp_disconnect(c, c->defer_reason);
     }
@@ -199,6 +202,7 @@ static tcp_conn *conn_new(tcp_tp *tp, int fd)
     px_list_push_back(&tp->conns, &c->link);
     ev_io_init(&c->rio, tcp_rx_cb, fd, EV_READ);
     ev_io_init(&c->wio, wio_cb, fd, EV_WRITE);
+    ev_init(&c->probe, tcp_rx_probe_cb);
     return c;
 }
 
@@ -258,6 +262,14 @@ static void tcp_close(px_tp_conn *pc)
     px_list_del(&c->lst_link);
     stop_io(c);
     if (c->fd >= 0) {
+        /* Frames still queued will never leave: this is an abort, and the
+         * peer should hear so at once (a reset) rather than wait behind
+         * data it may have no room to read. A close after the FIN exchange
+         * has nothing queued and ends with a plain FIN. */
+        if (c->txq) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
         close(c->fd);
         c->fd = -1;
     }
@@ -278,6 +290,19 @@ static void tcp_reject(px_tp_conn *pc, int reason)
 static int tcp_peer_uri(px_tp_conn *pc, char *buf, size_t len)
 {
     return tcp_addr_to_uri(&CONN(pc)->peer, buf, len);
+}
+
+/* Paused, the reader stops at the next frame boundary (tcp_rx.c); resumed,
+ * what was buffered meanwhile is delivered from the loop, never from
+ * inside this call. */
+static void tcp_rx_pause(px_tp_conn *pc, int paused)
+{
+    tcp_conn *c = CONN(pc);
+    if (c->closed || c->rx_paused == (unsigned)!!paused)
+        return;
+    c->rx_paused = !!paused;
+    if (!paused && c->state == TCP_OPEN && px_list_unlinked(&c->defer_link))
+        defer_event(c, TCP_EV_RESUME, 0);
 }
 
 /* ---- listeners ------------------------------------------------------------ */
@@ -567,5 +592,7 @@ const px_transport px_tcp_transport = {
     .send = tcp_tx_send,
     .close = tcp_close,
     .peer_uri = tcp_peer_uri,
+    .check_uri = tcp_check_uri,
+    .rx_pause = tcp_rx_pause,
     .poll = tcp_poll,
 };

@@ -99,14 +99,16 @@ typedef struct tcp_conn {
      * next read this conn's queue leaves, or what of it points there is
      * copied aside (see tcp_tx_unlend). */
     unsigned rx_lent : 1;
+    unsigned rx_paused : 1; /* the owner asked for no new frames (rx_pause) */
     ev_io rio, wio;
+    ev_timer probe;     /* paused with a full ring: is the peer still there? */
     px_list link;       /* tp->conns */
     px_list dirty_link; /* tp->dirty */
     px_list defer_link; /* tp->deferred */
     px_list hot_link;   /* tp->hot */
     px_list lst_link;   /* listener->pending while TCP_PENDING */
     struct tcp_listener *lst;
-    int defer_ev; /* PX_TP_EV_CONNECTED or _DISCONNECTED */
+    int defer_ev; /* PX_TP_EV_CONNECTED or _DISCONNECTED, or TCP_EV_RESUME */
     int defer_reason;
     unsigned idle_polls;
     tcp_sockaddr peer;
@@ -162,10 +164,16 @@ int tcp_disconnect(tcp_conn *c, int reason);
 int tcp_fail(tcp_conn *c, int reason);
 void tcp_mark_dirty(tcp_conn *c);
 
+/* A deferred event of our own: deliver what was buffered while paused. */
+#define TCP_EV_RESUME 100
+
 /* tcp_rx.c */
 /* Read what the socket has and deliver frames. -1 when the conn is gone. */
 int tcp_rx_read(tcp_conn *c);
 void tcp_rx_cb(struct ev_loop *loop, ev_io *w, int revents);
+/* After rx_pause(0): deliver the frames buffered meanwhile, read on. */
+int tcp_rx_resume(tcp_conn *c);
+void tcp_rx_probe_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* tcp_tx.c */
 /* Write queued frames with as few sendmsg calls as possible; arm the write
@@ -185,6 +193,9 @@ void tcp_tx_drain_closed(tcp_conn *c);
 
 /* tcp_addr.c */
 int tcp_addr_from_uri(const px_uri *uri, int passive, tcp_sockaddr *out);
+/* check_uri: the checks of tcp_addr_from_uri() and tcp_opts_parse(), no
+ * resolver. */
+int tcp_check_uri(const px_uri *uri, int listener);
 int tcp_addr_to_uri(const tcp_sockaddr *a, char *buf, size_t len);
 int tcp_opts_parse(const px_uri *uri, tcp_opts *out);
 void tcp_opts_apply(int fd, int family, const tcp_opts *o);

@@ -63,17 +63,34 @@ int tcp_err(int e)
     }
 }
 
+/* unix:// names a socket file by its absolute path: unix:///run/app.sock.
+ * Everything wrong with one is a path error, said in those words. */
+static int unix_path_check(const px_uri *uri)
+{
+    if (uri->host[0] || uri->port != -1) {
+        PX_LOGW("unix://%s%s%s: the path must be absolute, as in unix:///run/app.sock", uri->host,
+                uri->port != -1 ? ":..." : "", uri->path);
+        return -PX_EBADPATH;
+    }
+    size_t n = strlen(uri->path);
+    if (n == 0) {
+        PX_LOGW("unix://: no socket path given (unix:///run/app.sock)");
+        return -PX_EBADPATH;
+    }
+    if (n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        PX_LOGW("unix://%s: the path is %zu bytes, over the %zu a socket path may have", uri->path,
+                n, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+        return -PX_ENAMETOOLONG;
+    }
+    return 0;
+}
+
 static int unix_addr(const px_uri *uri, tcp_sockaddr *out)
 {
-    if (uri->host[0])
-        return -PX_EBADHOST; /* unix://host/... : the path must be absolute */
-    if (uri->port != -1)
-        return -PX_EBADPORT;
+    int rc = unix_path_check(uri);
+    if (rc)
+        return rc;
     size_t n = strlen(uri->path);
-    if (n == 0)
-        return -PX_EBADPATH;
-    if (n >= sizeof out->u.un.sun_path)
-        return -PX_ENAMETOOLONG;
     memset(out, 0, sizeof *out);
     out->u.un.sun_family = AF_UNIX;
     memcpy(out->u.un.sun_path, uri->path, n + 1);
@@ -81,16 +98,33 @@ static int unix_addr(const px_uri *uri, tcp_sockaddr *out)
     return 0;
 }
 
+/* tcp://host:port, port 0 only to listen (an ephemeral port). */
+static int ip_check(const px_uri *uri, int passive)
+{
+    if (!uri->host[0]) {
+        PX_LOGW("tcp://: no host given (tcp://127.0.0.1:7000, tcp://[::1]:7000)");
+        return -PX_EBADHOST;
+    }
+    if (uri->port < 0 || uri->port > 65535 || (!passive && uri->port == 0)) {
+        PX_LOGW("tcp://%s: %s", uri->host,
+                uri->port < 0 ? "no port given (tcp://host:port)"
+                              : "port 0 can only be listened on (it picks a free port)");
+        return -PX_EBADPORT;
+    }
+    if (uri->path[0] && strcmp(uri->path, "/") != 0) {
+        PX_LOGW("tcp://%s:%d%s: tcp:// takes no path", uri->host, uri->port, uri->path);
+        return -PX_EBADPATH;
+    }
+    return 0;
+}
+
 /* Numeric addresses never touch the resolver; names go through getaddrinfo,
  * which blocks: callers that care pass numeric hosts. */
 static int ip_addr(const px_uri *uri, int passive, tcp_sockaddr *out)
 {
-    if (uri->port < 0 || uri->port > 65535)
-        return -PX_EBADPORT;
-    if (uri->path[0] && strcmp(uri->path, "/") != 0)
-        return -PX_EBADPATH;
-    if (!uri->host[0])
-        return -PX_EBADHOST;
+    int rc = ip_check(uri, passive);
+    if (rc)
+        return rc;
     memset(out, 0, sizeof *out);
     if (!uri->ipv6 && inet_pton(AF_INET, uri->host, &out->u.in.sin_addr) == 1) {
         out->u.in.sin_family = AF_INET;
@@ -111,9 +145,9 @@ static int ip_addr(const px_uri *uri, int passive, tcp_sockaddr *out)
     char port[8];
     snprintf(port, sizeof port, "%d", uri->port);
     struct addrinfo *res = NULL;
-    int rc = getaddrinfo(uri->host, port, &hints, &res);
+    rc = getaddrinfo(uri->host, port, &hints, &res);
     if (rc != 0 || !res) {
-        PX_LOGD("tcp: cannot resolve '%s': %s", uri->host, gai_strerror(rc));
+        PX_LOGW("tcp: cannot resolve '%s': %s", uri->host, gai_strerror(rc));
         return rc == EAI_MEMORY ? -PX_ENOMEM : -PX_EBADHOST;
     }
     if (res->ai_addrlen > sizeof out->u) {
@@ -191,11 +225,27 @@ int tcp_opts_parse(const px_uri *uri, tcp_opts *out)
         else
             rc = -PX_EBADOPT;
         if (rc) {
-            PX_LOGD("tcp: bad option '%s=%s'", k, v);
+            PX_LOGW("%s://: option '%s=%s' %s (known: nodelay=0|1, sndbuf=<bytes>, "
+                    "rcvbuf=<bytes>)",
+                    uri->scheme, k, v,
+                    strcmp(k, "nodelay") && strcmp(k, "sndbuf") && strcmp(k, "rcvbuf")
+                        ? "is unknown"
+                        : "has a bad value");
             return rc;
         }
     }
     return 0;
+}
+
+int tcp_check_uri(const px_uri *uri, int listener)
+{
+    tcp_opts o;
+    int rc;
+    if (strcmp(uri->scheme, "unix") == 0)
+        rc = unix_path_check(uri);
+    else
+        rc = ip_check(uri, listener);
+    return rc ? rc : tcp_opts_parse(uri, &o);
 }
 
 /* Best effort: a socket that refuses a tuning option still works. */

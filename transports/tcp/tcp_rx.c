@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/uio.h>
 
 #include "core/log.h"
@@ -78,6 +79,32 @@ static uint32_t more_after(tcp_conn *c, uint64_t end)
     return c->more_left;
 }
 
+/* The lending rule: bytes handed up in place (ring, scratch, our own
+ * buffer) stay valid until the sends made in those upcalls have left.
+ * Before any of that memory is reused - the ring by a read, scratch by the
+ * next straddled frame or large prefix, our own buffer by the next frame
+ * it receives - the queue is flushed, and what the socket will not take
+ * now and still points there is copied aside; waiting for it to drain
+ * could deadlock two peers that both wait. Returns 0, -1 when the conn
+ * failed or closed. */
+static int reclaim_lent(tcp_conn *c)
+{
+    if (!c->rx_lent)
+        return 0;
+    if (c->txq && tcp_tx_flush(c) < 0)
+        return -1;
+    if (c->txq && tcp_tx_unlend(c) < 0)
+        return tcp_fail(c, -PX_ENOMEM);
+    c->rx_lent = 0;
+    /* Nothing points into our own buffer now: give back a huge one. */
+    if (c->own_cap > TCP_OWN_KEEP && c->rx_mode != RX_OWN) {
+        free(c->own);
+        c->own = NULL;
+        c->own_cap = 0;
+    }
+    return 0;
+}
+
 /* Hand up a frame that is entirely in the ring at c->rd. */
 static int deliver_in_place(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix, void *cookie)
 {
@@ -85,6 +112,8 @@ static int deliver_in_place(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix,
     uint32_t off = (uint32_t)(c->rd & c->ring_mask);
     const uint8_t *base = c->ring + off;
     if (off + total > ring_size(c)) {
+        if (reclaim_lent(c) < 0) /* scratch may hold the last straddled frame */
+            return -1;
         ring_copy_out(c, c->rd, c->scratch, total); /* small: fits in scratch */
         base = c->scratch;
         c->n_straddled++;
@@ -121,15 +150,10 @@ static int rx_finish_large(tcp_conn *c)
     c->rx_mode = RX_RING;
     c->more_left = 0;
     rx.more = more_after(c, c->rd);
-    if (tcp_upcall(c, PX_TP_EV_FRAME, &rx, NULL) < 0)
-        return -1;
-    /* Keep a modest fallback buffer for next time; give back a huge one. */
-    if (c->own_cap > TCP_OWN_KEEP) {
-        free(c->own);
-        c->own = NULL;
-        c->own_cap = 0;
-    }
-    return 0;
+    /* Its prefix (scratch) and, when declined, its data (our own buffer)
+     * are lent to this upcall: see reclaim_lent(). */
+    c->rx_lent = 1;
+    return tcp_upcall(c, PX_TP_EV_FRAME, &rx, NULL) < 0 ? -1 : 0;
 }
 
 static int own_reserve(tcp_conn *c, size_t len)
@@ -145,7 +169,11 @@ static int own_reserve(tcp_conn *c, size_t len)
 static int rx_begin_large(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix)
 {
     /* The prefix moves to scratch so the ring can be drained into dst while
-     * app_hdr stays valid until FRAME. */
+     * app_hdr stays valid until FRAME. A response queued from the last
+     * large frame may still point at its prefix there (out.header =
+     * in.header): reclaim first. */
+    if (reclaim_lent(c) < 0)
+        return -1;
     uint8_t *pre = c->scratch + c->tp->scratch_size; /* not the half a straddled frame may hold */
     ring_copy_out(c, c->rd, pre, prefix);
     c->rx = (px_tp_rx){.hdr = *h, .app_hdr = pre + PX_FRAME_HDR_LEN + h->ext_len};
@@ -190,7 +218,7 @@ static int rx_begin_large(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix)
 static int parse(tcp_conn *c)
 {
     const px_tp_host *host = &c->tp->host;
-    while (c->rx_mode == RX_RING && c->wr - c->rd >= PX_FRAME_HDR_LEN) {
+    while (c->rx_mode == RX_RING && !c->rx_paused && c->wr - c->rd >= PX_FRAME_HDR_LEN) {
         uint64_t avail = c->wr - c->rd;
         uint32_t off = (uint32_t)(c->rd & c->ring_mask);
         uint8_t tmp[PX_FRAME_HDR_LEN];
@@ -259,6 +287,7 @@ static int dst_iov(const tcp_conn *c, struct iovec *iov, size_t *want)
 
 static int on_bytes(tcp_conn *c, size_t n)
 {
+    c->base.rx_bytes += n;
     c->idle_polls = 0;
     if (px_list_unlinked(&c->hot_link))
         px_list_push_back(&c->tp->hot, &c->hot_link);
@@ -275,25 +304,49 @@ static int on_bytes(tcp_conn *c, size_t n)
     return parse(c);
 }
 
-/* Before reading into bytes lent to the last upcalls, let the sends made in
- * them leave; what the socket will not take now is copied aside, because
- * waiting for it to drain could deadlock two peers that both wait. Returns
- * 1 to read on, -1 when the conn failed or closed. */
-static int reclaim_lent(tcp_conn *c)
+/* Paused between frames: bytes still go into the ring (parsed after the
+ * resume), so a peer's EOF is still seen; once the ring is full the socket
+ * fills, the peer meets flow control, and a probe timer watches for its
+ * hang-up instead. Frames a peer sent before dying that we had no room
+ * for then are lost with it. Returns 0, -1 when the conn is gone. */
+static int read_paused(tcp_conn *c)
 {
-    if (!c->rx_lent)
-        return 1;
-    if (c->txq && tcp_tx_flush(c) < 0)
-        return -1;
-    if (c->txq && tcp_tx_unlend(c) < 0)
-        return tcp_fail(c, -PX_ENOMEM);
-    c->rx_lent = 0;
-    return 1;
+    struct iovec iov[2];
+    size_t want = 0;
+    int cnt = ring_iov(c, iov, &want);
+    if (cnt == 0) {
+        ev_io_stop(c->tp->host.loop, &c->rio);
+        if (!ev_is_active(&c->probe)) {
+            ev_timer_set(&c->probe, 0.25, 0.25);
+            ev_timer_start(c->tp->host.loop, &c->probe);
+        }
+        return 0;
+    }
+    ssize_t n = readv(c->fd, iov, cnt);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+                   ? 0
+                   : tcp_disconnect(c, tcp_err(errno));
+    if (n == 0)
+        return tcp_disconnect(c, -PX_ECONNRESET);
+    c->base.rx_bytes += (size_t)n;
+    c->wr += (size_t)n;
+    return 0;
+}
+
+void tcp_rx_probe_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tcp_conn *c = PX_CONTAINER_OF(w, tcp_conn, probe);
+    struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+        tcp_disconnect(c, -PX_ECONNRESET);
 }
 
 static int read_burst(tcp_conn *c)
 {
     for (int i = 0; i < TCP_READS_BURST; i++) {
+        if (c->rx_paused && c->rx_mode == RX_RING)
+            return read_paused(c);
         if (reclaim_lent(c) < 0)
             return -1;
         struct iovec iov[TCP_RX_IOV + 2];
@@ -331,6 +384,19 @@ int tcp_rx_read(tcp_conn *c)
         return -1; /* closed, maybe freed: hands off */
     c->in_rx = 0;
     return 0;
+}
+
+int tcp_rx_resume(tcp_conn *c)
+{
+    if (c->in_rx || c->rx_paused || c->state != TCP_OPEN)
+        return 0;
+    ev_timer_stop(c->tp->host.loop, &c->probe);
+    ev_io_start(c->tp->host.loop, &c->rio);
+    c->in_rx = 1;
+    if (parse(c) < 0)
+        return -1;
+    c->in_rx = 0;
+    return tcp_rx_read(c);
 }
 
 void tcp_rx_cb(struct ev_loop *loop, ev_io *w, int revents)

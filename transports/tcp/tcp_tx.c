@@ -194,10 +194,14 @@ int tcp_tx_flush(tcp_conn *c)
     return complete_done(c);
 }
 
+/* Every place a frame is delivered in place from: the ring, scratch (a
+ * straddled frame, a large frame's prefix) and our own buffer (a large
+ * frame the owner declined). */
 static int points_into_rx(const tcp_conn *c, const px_tp_send *s)
 {
     return px_tp_send_points_into(s, c->ring, (size_t)c->ring_mask + 1) ||
-           px_tp_send_points_into(s, c->scratch, 2 * (size_t)c->tp->scratch_size);
+           px_tp_send_points_into(s, c->scratch, 2 * (size_t)c->tp->scratch_size) ||
+           px_tp_send_points_into(s, c->own, c->own_cap);
 }
 
 /* Only frames made from in-place deliveries that the socket would not take
