@@ -2128,6 +2128,7 @@ START_TEST(cancel_frees_depth)
         send_req_ok(cl, &t[i]);
     }
     struct conf_stats st;
+    run_for(cl, 200); /* the requests leave; the server is polled through the probe */
     STATS_UNTIL(probe, st, st.held >= DEPTH, 10000, "the server holds %llu of %d",
                 (unsigned long long)st.held, DEPTH);
     for (int i = 0; i < DEPTH; i++)

@@ -103,5 +103,80 @@ def write(sub, items):
 
 
 write("frame", FRAMES)
+def rec(kind, payload):
+    """An shm ring record: 16-byte header, payload, padded to 64."""
+    b = struct.pack("<IHHQ", len(payload), kind, 0, 0) + payload
+    return b + bytes((-len(b)) % 64)
+
+
+def ring(head, recs, tail=0):
+    data = b"".join(recs)
+    return struct.pack("<QQ", head if head is not None else len(data), tail) + data
+
+
+SHM_RING = {
+    "frames": ring(None, [rec(2, frame(3, hdr_len=4, data_len=8, id_=1) + bytes(12)),
+                          rec(2, frame(5, id_=2))]),
+    "pad_wrap": ring(None, [rec(1, bytes(100)), rec(2, frame(10))]),
+    "head_past": ring(1 << 20, [rec(2, frame(10))]),
+    "bad_len": struct.pack("<QQ", 64, 0) + struct.pack("<IHHQ", 0xFFFFFFF0, 2, 0, 0),
+    "bad_kind": ring(None, [rec(9, bytes(8))]),
+}
+
+
+def desc(data_len, flags, segs):
+    ext = struct.pack("<II", len(segs), flags) + b"".join(
+        struct.pack("<" + "Q" * len(s_), *s_) for s_ in segs)
+    return struct.pack("<IH", data_len, len(ext)) + ext
+
+
+SHM_DESC = {
+    "cma_one": desc(100, 0, [(0x1000, 100)]),
+    "cma_two": desc(300, 0, [(0x1000, 100), (0x9000, 200)]),
+    "cma_wrap": desc(32, 0, [(0xFFFFFFFFFFFFFFF0, 32)]),
+    "cma_short": desc(300, 0, [(0x1000, 100)]),
+    "pool_one": desc(4096, 1, [(7, 0, 4096)]),
+    "bad_flags": desc(10, 5, [(1, 10)]),
+}
+
+SHM_RDV = {
+    # magic, version, ring, flags, seg_len, probe, pid, pad; then memfd len, seal
+    "hello_ok": struct.pack("<IIIIQQiI", 0x6d687370, 1, 262144, 0, 4096 + 2 * 262144,
+                            0x1000, 1, 0) + struct.pack("<IB", 4096 + 2 * 262144, 1),
+    "hello_unsealed": struct.pack("<IIIIQQiI", 0x6d687370, 1, 262144, 0, 4096 + 2 * 262144,
+                                  0, 1, 0) + struct.pack("<IB", 4096 + 2 * 262144, 0),
+    "hello_small_fd": struct.pack("<IIIIQQiI", 0x6d687370, 1, 262144, 0, 4096 + 2 * 262144,
+                                  0, 1, 0) + struct.pack("<IB", 4096, 1),
+    "reply_refused": struct.pack("<IIiIQiI", 0x6d687370, 1, 13, 0, 0, 1, 0),
+    "reply_ok": struct.pack("<IIiIQiI", 0x6d687370, 1, 0, 0, 0, 1, 0),
+}
+
+STREAM = {
+    "small": bytes([10, 0, 200, 0, 0xff, 3, 5, 7]),
+    "large": bytes([0x10, 0x83, 0x40, 0x90, 0x05, 0x00, 0xff]) + bytes(range(0, 64, 3)),
+    "mixed": bytes([1, 0, 0x20, 0xa0, 2, 0, 0xff, 0, 200, 1]),
+    "bytewise": bytes([50, 0, 60, 0, 0xff]) + bytes([0] * 64),
+}
+
+
+def fz(type_, flags=0, hdr_len=0, data_len=0, id_=1, aux=0, ext_len=0):
+    return bytes([type_, flags, hdr_len, data_len & 255, data_len >> 8, id_, aux, ext_len])
+
+
+SESSION = {
+    "server_hello_req": bytes([2]) + fz(3, hdr_len=4, data_len=10) + bytes(14),
+    "server_no_hello": bytes([0]) + fz(3, data_len=5) + bytes(5),
+    "server_fin": bytes([2]) + fz(8) + fz(3, id_=2),
+    "server_cancel": bytes([2]) + fz(3, id_=5) + fz(7, id_=5) + fz(7, id_=6),
+    "client_ack_resp": bytes([3]) + fz(4, id_=1) + fz(6, id_=2) + fz(9),
+    "client_no_ack": bytes([1]) + fz(4, id_=1),
+    "client_ack_fin": bytes([3]) + fz(8) + fz(4, aux=4, id_=1),
+}
+
 write("uri", URIS)
+write("shm_ring", SHM_RING)
+write("shm_desc", SHM_DESC)
+write("shm_rdv", SHM_RDV)
+write("stream", STREAM)
+write("session", SESSION)
 write("handshake", HANDSHAKE)

@@ -273,6 +273,20 @@ int shm_pool_tx_ready(shm_conn *c, const px_tp_send *s);
 typedef struct shm_pool_seg {
     uint64_t id, off, len;
 } shm_pool_seg;
+/* One segment of a CMA descriptor: an address in the sender. Value type. */
+typedef struct cma_seg {
+    uint64_t addr, len;
+} cma_seg;
+/* Receiver, on a CMA record's ext bytes (h->ext_len of them, copied from
+ * the ring): the descriptor's flags (0, or 1 = a pool descriptor), or -1
+ * for a descriptor with no header or unknown flags. */
+int shm_desc_flags(const px_frame_hdr *h, const uint8_t *ext);
+/* Parse and check a descriptor: every segment non-empty, the lengths
+ * summing to h->data_len, no address range that wraps. 0 or -PX_EPROTO;
+ * segs[] gets SHM_CMA_MAX_SEG / SHM_POOL_NSEG entries at most. */
+int shm_desc_parse_cma(const px_frame_hdr *h, const uint8_t *ext, cma_seg *segs, uint32_t *nseg);
+int shm_desc_parse_pool(const px_frame_hdr *h, const uint8_t *ext, shm_pool_seg *segs,
+                        uint32_t *nseg);
 /* Receiver: the mapped address of each segment (all inside their regions),
  * reading announcements from the socket if a region is new. 0, or <0 (a
  * protocol error). No socket read happens after the addresses are taken. */

@@ -44,10 +44,6 @@
 #define POOL_SEG  24u
 #define DESC_POOL 1u /* descriptor flag: segments name pool regions */
 
-typedef struct cma_seg {
-    uint64_t addr, len;
-} cma_seg;
-
 /* ---- sender ------------------------------------------------------------------ */
 
 static uint32_t nonempty_segs(const px_tp_send *s)
@@ -222,7 +218,7 @@ int shm_bulk_write(shm_conn *c, px_tp_send *s)
 
 /* The descriptor's flags (0 or DESC_POOL), or -1 when it has no header
  * or unknown flags. */
-static int desc_flags(const px_frame_hdr *h, const uint8_t *ext)
+int shm_desc_flags(const px_frame_hdr *h, const uint8_t *ext)
 {
     if (h->ext_len < DESC_HDR || h->data_len == 0)
         return -1;
@@ -232,8 +228,8 @@ static int desc_flags(const px_frame_hdr *h, const uint8_t *ext)
 }
 
 /* Parse and check a pool descriptor, copied out of the ring once. */
-static int parse_pool_desc(const px_frame_hdr *h, const uint8_t *ext, shm_pool_seg *segs,
-                           uint32_t *nseg)
+int shm_desc_parse_pool(const px_frame_hdr *h, const uint8_t *ext, shm_pool_seg *segs,
+                        uint32_t *nseg)
 {
     uint32_t n;
     memcpy(&n, ext, sizeof n);
@@ -253,7 +249,7 @@ static int parse_pool_desc(const px_frame_hdr *h, const uint8_t *ext, shm_pool_s
 }
 
 /* Parse and check the descriptor; segments copied out of the ring once. */
-static int parse_desc(const px_frame_hdr *h, const uint8_t *ext, cma_seg *segs, uint32_t *nseg)
+int shm_desc_parse_cma(const px_frame_hdr *h, const uint8_t *ext, cma_seg *segs, uint32_t *nseg)
 {
     uint32_t hd[2];
     memcpy(hd, ext, sizeof hd);
@@ -363,7 +359,7 @@ static int rx_pool(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint3
     shm_pool_seg segs[SHM_POOL_NSEG];
     const uint8_t *src[SHM_POOL_NSEG];
     uint32_t nseg;
-    int rc = parse_pool_desc(h, rec + PX_FRAME_HDR_LEN, segs, &nseg);
+    int rc = shm_desc_parse_pool(h, rec + PX_FRAME_HDR_LEN, segs, &nseg);
     if (rc)
         return shm_fail(c, rc);
     shm_ring_consume(&c->rx, len);
@@ -386,7 +382,7 @@ int shm_bulk_rx_cma(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint
     uint32_t nseg;
     if (len != PX_FRAME_HDR_LEN + (uint64_t)h->ext_len + h->hdr_len)
         return shm_fail(c, -PX_EPROTO);
-    int flags = desc_flags(h, rec + PX_FRAME_HDR_LEN);
+    int flags = shm_desc_flags(h, rec + PX_FRAME_HDR_LEN);
     if (flags < 0)
         return shm_fail(c, -PX_EPROTO);
     if (flags == DESC_POOL)
@@ -394,7 +390,7 @@ int shm_bulk_rx_cma(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint
     /* We said whether it may send these; it must have listened. */
     if (__atomic_load_n(&c->rx.ctl->cma_ok, __ATOMIC_RELAXED) != SHM_CMA_YES || c->cma_off)
         return shm_fail(c, -PX_EPROTO);
-    int rc = parse_desc(h, rec + PX_FRAME_HDR_LEN, segs, &nseg);
+    int rc = shm_desc_parse_cma(h, rec + PX_FRAME_HDR_LEN, segs, &nseg);
     if (rc)
         return shm_fail(c, rc);
     shm_ring_consume(&c->rx, len);
