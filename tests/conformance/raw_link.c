@@ -71,8 +71,11 @@ static int stream_addr(const char *uri, struct sockaddr_storage *ss, socklen_t *
     memset(ss, 0, sizeof(*ss));
     if (strncmp(uri, "unix://", 7) == 0) {
         struct sockaddr_un *a = (struct sockaddr_un *)ss;
+        size_t n = strlen(uri + 7);
+        if (n >= sizeof(a->sun_path))
+            return -1;
         a->sun_family = AF_UNIX;
-        snprintf(a->sun_path, sizeof(a->sun_path), "%s", uri + 7);
+        memcpy(a->sun_path, uri + 7, n + 1);
         *len = sizeof(*a);
         return AF_UNIX;
     }
