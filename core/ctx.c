@@ -5,7 +5,9 @@
 
 #include "core/ctx.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/opts.h"
+#include "core/tp_host.h"
 #include "plexus/error.h"
 
 /* A unit of work handed over from another thread; freed after it ran. */
@@ -69,14 +71,14 @@ static void on_async(struct ev_loop *loop, ev_async *w, int revents)
         ev_break(loop, EVBREAK_ALL);
 }
 
-static void init_host(px_ctx *ctx)
+static void init_host(px_ctx *ctx, px_tp_host *h)
 {
-    ctx->host.ctx = ctx;
-    ctx->host.loop = ctx->loop;
-    ctx->host.limits.max_hdr = ctx->opts.max_header_size;
-    ctx->host.limits.max_data = (uint32_t)ctx->opts.max_msg_size;
-    ctx->host.inline_threshold = ctx->opts.inline_threshold;
-    ctx->host.pass_nonblocking = &ctx->pass_nonblocking;
+    h->ops = &px_tp_host_table;
+    h->priv = ctx;
+    h->limits.max_hdr = ctx->opts.max_header_size;
+    h->limits.max_data = (uint32_t)ctx->opts.max_msg_size;
+    h->inline_threshold = ctx->opts.inline_threshold;
+    h->pass_nonblocking = &ctx->pass_nonblocking;
 }
 
 int px_ctx_create(const px_ctx_opts *opts, px_ctx **out)
@@ -98,7 +100,7 @@ int px_ctx_create(const px_ctx_opts *opts, px_ctx **out)
     }
     ev_set_userdata(ctx->loop, ctx);
     px_bufpool_init(&ctx->bufs, (size_t)ctx->opts.buf_cache_bytes);
-    init_host(ctx);
+    px_list_init(&ctx->regions);
     px_list_init(&ctx->deferred);
     px_list_init(&ctx->posted);
     pthread_mutex_init(&ctx->post_lock, NULL);
@@ -145,6 +147,7 @@ int px_ctx_destroy(px_ctx *ctx)
     px_list *n;
     while ((n = px_list_pop_front(&ctx->posted)) != NULL)
         free(PX_CONTAINER_OF(n, struct post, link));
+    px_mem_forget_all(ctx);
     for (unsigned i = 0; i < ctx->n_tps; i++)
         ctx->tps[i].ops->fini(ctx->tps[i].tp);
     if (ctx->layer_fini)
@@ -173,8 +176,7 @@ static int poll_once(px_ctx *ctx)
     uint64_t before = ctx->activity;
     int n = 0;
     for (unsigned i = 0; i < ctx->n_tps; i++)
-        if (ctx->tps[i].ops->poll)
-            n += ctx->tps[i].ops->poll(ctx->tps[i].tp);
+        n += px_tpc_poll(ctx->tps[i].tp);
     if (!px_list_empty(&ctx->deferred))
         run_deferred(ctx);
     if (++ctx->polls_since_loop >= POLL_LOOP_EVERY || ctx->n_tps == 0) {
@@ -309,12 +311,8 @@ void px_ctx_undefer(px_deferred *d)
     px_list_del(&d->link);
 }
 
-int px_ctx_transport(px_ctx *ctx, const char *scheme, px_ctx_tp **out)
+int px_ctx_instance(px_ctx *ctx, const px_transport *ops, px_ctx_tp **out)
 {
-    const px_transport *ops;
-    int rc = px_transport_lookup(scheme, &ops);
-    if (rc < 0)
-        return rc;
     for (unsigned i = 0; i < ctx->n_tps; i++) {
         if (ctx->tps[i].ops == ops) {
             *out = &ctx->tps[i];
@@ -324,13 +322,16 @@ int px_ctx_transport(px_ctx *ctx, const char *scheme, px_ctx_tp **out)
     if (ctx->n_tps == PX_CTX_MAX_TP)
         return -PX_ETOOMANY;
     px_ctx_tp *slot = &ctx->tps[ctx->n_tps];
-    rc = ops->init(&ctx->host, &slot->tp);
+    slot->slot = ctx->n_tps;
+    init_host(ctx, &slot->host);
+    int rc = ops->init(&slot->host, &slot->tp);
     if (rc < 0) {
         PX_LOGW("transport %s: init failed: %s", ops->name, px_strerror(rc));
         return rc;
     }
     slot->ops = ops;
     ctx->n_tps++;
+    px_mem_register_with(ctx, slot);
     *out = slot;
     return 0;
 }

@@ -27,19 +27,29 @@ typedef struct px_deferred {
     void (*fn)(struct px_deferred *d);
 } px_deferred;
 
+/* One transport instance of a context, with the host table it was given
+ * (its own: `slot` says which px_mr.tp_handle[] is its). */
 typedef struct px_ctx_tp {
     const px_transport *ops;
     px_tp *tp;
+    px_tp_host host;
+    unsigned slot;
 } px_ctx_tp;
+
+/* The instance a host table belongs to. */
+static inline px_ctx_tp *px_ctx_tp_of(const px_tp_host *h)
+{
+    return PX_CONTAINER_OF((void *)h, px_ctx_tp, host);
+}
 
 struct px_ctx {
     struct ev_loop *loop;
     px_ctx_opts opts;
     px_bufpool bufs;
-    px_tp_host host;
 
     px_ctx_tp tps[PX_CTX_MAX_TP];
     unsigned n_tps;
+    px_list regions; /* px_mr.link: every memory region, registered with every instance */
 
     px_list deferred; /* px_deferred, FIFO */
     ev_prepare prepare_w;
@@ -67,9 +77,11 @@ struct px_ctx {
     unsigned (*layer_quiesce)(void *layer_priv);
 };
 
-/* The instance of the transport serving `scheme` on this context, created
- * on first use. Returns 0; -PX_EBADSCHEME; the transport's init error. */
-int px_ctx_transport(px_ctx *ctx, const char *scheme, px_ctx_tp **out);
+/* The context's instance of transport `ops`, created on first use (and
+ * given every memory region of the context). Returns 0; -PX_ETOOMANY; the
+ * transport's init error. The caller found `ops` in the registry: core
+ * does not call up into it. */
+int px_ctx_instance(px_ctx *ctx, const px_transport *ops, px_ctx_tp **out);
 
 /* Queue d to run at the end of this iteration (no-op if already queued). */
 void px_ctx_defer(px_ctx *ctx, px_deferred *d);

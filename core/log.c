@@ -91,7 +91,7 @@ static void mark_truncated(char *line, size_t size)
     memcpy(line + size - sizeof(mark), mark, sizeof(mark));
 }
 
-void px_log_write(px_log_level level, const char *file, int line, const char *fmt, ...)
+void px_log_vwrite(px_log_level level, const char *file, int line, const char *fmt, va_list ap)
 {
     if (!level_valid((int)level) || level == PX_LOG_OFF)
         return;
@@ -100,10 +100,7 @@ void px_log_write(px_log_level level, const char *file, int line, const char *fm
     int n =
         snprintf(msg, sizeof(msg), "plexus[%s] %s:%d: ", level_tags[level], file_base(file), line);
     if (n >= 0 && (size_t)n < sizeof(msg)) {
-        va_list ap;
-        va_start(ap, fmt);
         int m = vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
-        va_end(ap);
         if (m < 0)
             msg[n] = '\0';
         else if ((size_t)m >= sizeof(msg) - (size_t)n)
@@ -119,4 +116,12 @@ void px_log_write(px_log_level level, const char *file, int line, const char *fm
     else
         fprintf(stderr, "%s\n", msg);
     errno = saved_errno;
+}
+
+void px_log_write(px_log_level level, const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    px_log_vwrite(level, file, line, fmt, ap);
+    va_end(ap);
 }

@@ -7,6 +7,10 @@
 
 extern int px_log_level_cur; /* atomic int, read relaxed */
 
+#include <stdarg.h>
+
+void px_log_vwrite(px_log_level level, const char *file, int line, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 void px_log_write(px_log_level level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

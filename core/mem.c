@@ -1,6 +1,8 @@
 /* Memory regions; see plexus/memory.h and core/mem.h. Transports attach
  * their own handles later (tp_handle); this file only owns the memory. */
 #include "core/mem.h"
+#include "core/ctx.h"
+#include "core/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +12,12 @@
 
 #include "plexus/error.h"
 #include "plexus/transport.h"
+
+/* Region ids for peers that cache our memfds by id: unique for the life of
+ * the process (a freed region's id never names another one), so a stale
+ * cached mapping can never be mistaken for a new region. The one global
+ * counter plexus has besides the registry; atomic. */
+static uint64_t next_region_id;
 
 static px_mr *mr_new(px_ctx *ctx, void *addr, size_t len, int fd, int allocated)
 {
@@ -21,7 +29,59 @@ static px_mr *mr_new(px_ctx *ctx, void *addr, size_t len, int fd, int allocated)
     mr->len = len;
     mr->fd = fd;
     mr->allocated = allocated;
+    px_list_init(&mr->link);
     return mr;
+}
+
+/* With every transport instance of the context (those created later get it
+ * when they start). A transport that cannot is logged and skipped: plain
+ * memory always works, with a copy where a transport needs one. */
+static void register_all(px_ctx *ctx, px_mr *mr)
+{
+    for (unsigned i = 0; i < ctx->n_tps; i++) {
+        px_ctx_tp *t = &ctx->tps[i];
+        if (t->ops->mem_register && t->ops->mem_register(t->tp, mr, &mr->tp_handle[t->slot]) < 0) {
+            PX_LOGW("%s: cannot register a region of %zu bytes; it travels by copy there",
+                    t->ops->name, mr->len);
+            mr->tp_handle[t->slot] = NULL;
+        }
+    }
+    px_list_push_back(&ctx->regions, &mr->link);
+}
+
+static void deregister_all(px_mr *mr)
+{
+    if (px_list_unlinked(&mr->link))
+        return; /* the context forgot it already */
+    px_ctx *ctx = mr->ctx;
+    for (unsigned i = 0; i < ctx->n_tps; i++) {
+        px_ctx_tp *t = &ctx->tps[i];
+        if (t->ops->mem_deregister && mr->tp_handle[t->slot])
+            t->ops->mem_deregister(t->tp, mr->tp_handle[t->slot]);
+        mr->tp_handle[t->slot] = NULL;
+    }
+    px_list_del(&mr->link);
+}
+
+void px_mem_register_with(px_ctx *ctx, px_ctx_tp *t)
+{
+    if (!t->ops->mem_register)
+        return;
+    for (px_list *n = ctx->regions.next; n != &ctx->regions; n = n->next) {
+        px_mr *mr = PX_CONTAINER_OF(n, px_mr, link);
+        if (t->ops->mem_register(t->tp, mr, &mr->tp_handle[t->slot]) < 0)
+            mr->tp_handle[t->slot] = NULL;
+    }
+}
+
+void px_mem_forget_all(px_ctx *ctx)
+{
+    px_list *n;
+    while ((n = px_list_first(&ctx->regions)) != NULL) {
+        px_mr *mr = PX_CONTAINER_OF(n, px_mr, link);
+        PX_LOGW("px_ctx_destroy: a region of %zu bytes is still registered", mr->len);
+        deregister_all(mr);
+    }
 }
 
 int px_mem_register(px_ctx *ctx, void *addr, size_t len, px_mr **out)
@@ -31,6 +91,8 @@ int px_mem_register(px_ctx *ctx, void *addr, size_t len, px_mr **out)
     px_mr *mr = mr_new(ctx, addr, len, -1, 0);
     if (mr == NULL)
         return -PX_ENOMEM;
+    mr->id = __atomic_add_fetch(&next_region_id, 1, __ATOMIC_RELAXED);
+    register_all(ctx, mr);
     *out = mr;
     return 0;
 }
@@ -39,6 +101,7 @@ int px_mem_deregister(px_mr *mr)
 {
     if (mr == NULL || mr->allocated)
         return -PX_EINVAL;
+    deregister_all(mr);
     free(mr);
     return 0;
 }
@@ -75,11 +138,6 @@ static int memfd_map(size_t len, int *fd_out, void **addr_out)
     return 0;
 }
 
-/* Region ids for peers that cache our memfds by id: unique for the life of
- * the process (a freed region's id never names another one), so a stale
- * cached mapping can never be mistaken for a new region. */
-static uint64_t next_region_id;
-
 int px_mem_alloc(px_ctx *ctx, size_t len, void **addr, px_mr **out)
 {
     if (ctx == NULL || len == 0 || addr == NULL || out == NULL)
@@ -99,6 +157,7 @@ int px_mem_alloc(px_ctx *ctx, size_t len, void **addr, px_mr **out)
         return -PX_ENOMEM;
     }
     mr->id = __atomic_add_fetch(&next_region_id, 1, __ATOMIC_RELAXED);
+    register_all(ctx, mr);
     *addr = mem;
     *out = mr;
     return 0;
@@ -108,6 +167,7 @@ int px_mem_free(px_mr *mr)
 {
     if (mr == NULL || !mr->allocated)
         return -PX_EINVAL;
+    deregister_all(mr);
     munmap(mr->addr, mr->len);
     close(mr->fd);
     free(mr);
@@ -135,4 +195,9 @@ int px_mr_fd(const px_mr *mr, int *fd, uint64_t *offset)
     *fd = mr->fd;
     *offset = 0;
     return 0;
+}
+
+uint64_t px_mr_id(const px_mr *mr)
+{
+    return mr ? mr->id : 0;
 }

@@ -30,19 +30,6 @@ int px_tp_send_check(px_tp_send *req, uint32_t max_iov)
     return px_frame_check(&req->hdr, &any) ? -PX_EINVAL : 0;
 }
 
-int px_tp_rx_dst_covers(const px_tp_rx *rx)
-{
-    if (!rx->dst || rx->dst_count == 0)
-        return 0;
-    uint64_t sum = 0;
-    for (uint32_t i = 0; i < rx->dst_count; i++) {
-        if (rx->dst[i].len && !rx->dst[i].base)
-            return 0;
-        sum += rx->dst[i].len;
-    }
-    return sum >= rx->hdr.data_len;
-}
-
 size_t px_iov_put(const px_iov *iov, uint32_t count, uint32_t *idx, size_t *off, const void *src,
                   size_t len)
 {
@@ -78,20 +65,4 @@ void px_tp_send_copy_body(const px_tp_send *s, void *dst)
             memcpy(p, s->data[i].base, s->data[i].len);
         p += s->data[i].len;
     }
-}
-
-static int overlaps(const void *p, size_t len, const uint8_t *lo, size_t size)
-{
-    const uint8_t *b = p;
-    return len && lo && b < lo + size && b + len > lo;
-}
-
-int px_tp_send_points_into(const px_tp_send *s, const void *lo, size_t size)
-{
-    if (overlaps(s->app_hdr, s->hdr.hdr_len, lo, size))
-        return 1;
-    for (uint32_t i = 0; i < s->data_count; i++)
-        if (overlaps(s->data[i].base, s->data[i].len, lo, size))
-            return 1;
-    return 0;
 }

@@ -347,6 +347,7 @@ int conn_create(px_session *s, px_ctx *ctx, int client, px_conn **out)
     px_deferred_init(&c->drain_d, drain_fn);
     px_deferred_init(&c->announce_d, announce_fn);
     conn_init_cancels(c);
+    conn_init_sends(c);
     ev_timer_init(&c->deadline, on_deadline, 0., 0.);
     c->deadline.data = c;
     ev_timer_init(&c->tick, on_tick, 0., 0.);
@@ -367,13 +368,16 @@ void conn_accepted(px_conn *c)
 void conn_start_connect(px_conn *c, const char *uri)
 {
     px_uri u;
+    const px_transport *ops = NULL;
     int rc = px_uri_parse(uri, &u);
     if (rc == 0)
-        rc = px_ctx_transport(c->ctx, u.scheme, &c->ctp);
+        rc = px_transport_lookup(u.scheme, &ops);
+    if (rc == 0)
+        rc = px_ctx_instance(c->ctx, ops, &c->ctp);
     if (rc == 0) {
-        px_observer obs = {nexus_notify, c};
+        px_tp_owner owner = {&nexus_upcalls, c};
         px_tp_conn *tp = NULL;
-        rc = c->ctp->ops->connect(c->ctp->tp, &u, &obs, &tp);
+        rc = c->ctp->ops->connect(c->ctp->tp, &u, &owner, &tp);
         if (rc == 0)
             c->tp = tp;
     }
@@ -815,11 +819,13 @@ void conn_die(px_conn *c, int reason)
     ev_timer_stop(c->ctx->loop, &c->tick);
     ev_timer_stop(c->ctx->loop, &c->req_timer);
     px_ctx_undefer(&c->drain_d);
+    px_tp_fifo unfinished = {0};
     if (c->tp) {
         px_tp_conn *tp = c->tp;
         c->tp = NULL;
-        tp->ops->close(tp); /* queued sends complete here with an error */
+        tp->ops->close(tp, &unfinished); /* nothing of it runs after this */
     }
+    conn_finish_sends(c, &unfinished); /* what it gave back completes now */
     px_ctx_undefer(&c->announce_d);
     if (!c->session) {
         log_event(c, "ended before its handshake", reason);

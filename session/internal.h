@@ -183,6 +183,12 @@ typedef struct px_conn {
     px_deferred drain_d;
     ev_timer deadline; /* the handshake's, then the graceful close's */
 
+    /* Frames on their way out (session/nexus.c): those the transport
+     * refused, in order, until its room upcall; those it copied at once,
+     * completed from the loop. */
+    px_tp_fifo blocked, sent;
+    px_deferred sent_d;
+
     px_tp_send hs_send; /* the HELLO / HELLO_ACK frame in flight */
     uint8_t hs_buf[8192];
     px_iov hs_iov;
@@ -281,8 +287,14 @@ void conn_give_up(px_conn *c, px_msg *m, int reason);
 void conn_expire_canceled(px_conn *c);
 void conn_arm_deadline(px_conn *c, uint64_t deadline_ns);
 
-/* nexus.c: the transport observer of a connection */
-int nexus_notify(void *self, int event, void *data);
+/* nexus.c: the transport's owner for a connection */
+extern const px_tp_upcalls nexus_upcalls;
+void conn_init_sends(px_conn *c);
+/* Every frame this connection sends goes through here (the keepalive
+ * counts them; refused ones wait in order). 0 or the transport's error. */
+int conn_tp_send(px_conn *c, px_tp_send *s);
+/* Complete what a closed transport gave back, and what we held. */
+void conn_finish_sends(px_conn *c, px_tp_fifo *unfinished);
 
 /* rx.c */
 void rx_frame(px_conn *c, px_tp_rx *rx);
@@ -319,14 +331,6 @@ void layer_adopt_orphan(px_ctx *ctx, px_session *s);
 /* Free a connection's or session's memory, or, in debug builds, keep it
  * poisoned so a stale handle is recognised (PX_DEAD_MAGIC). */
 void layer_retire(px_ctx *ctx, void *obj, uint32_t *magic, size_t size);
-
-/* Every frame this connection sends goes through here: the keepalive
- * counts them to know when the link has been quiet. */
-static inline int conn_tp_send(px_conn *c, px_tp_send *s)
-{
-    c->tx_frames++;
-    return c->tp->ops->send(c->tp, s);
-}
 
 static inline void conn_notify_msg(px_conn *c, px_msg *m, int more)
 {

@@ -10,23 +10,20 @@
 #include "session/internal.h"
 #include "session/layer.h"
 
-static int on_listener_event(void *self, int event, void *data)
+static void on_new_conn(void *self, px_tp_conn *tp)
 {
     px_server *srv = self;
-    if (event != PX_TP_EV_NEW_CONN)
-        return 0;
-    px_tp_conn *tp = data;
     px_conn *c;
     srv->ctx->activity++;
     if (conn_create(NULL, srv->ctx, 0, &c) < 0) {
         tp->ops->reject(tp, -PX_ENOMEM);
-        return 0;
+        return;
     }
-    px_observer obs = {nexus_notify, c};
-    if (tp->ops->accept(tp, &obs) < 0) {
+    px_tp_owner owner = {&nexus_upcalls, c};
+    if (tp->ops->accept(tp, &owner) < 0) {
         tp->ops->reject(tp, -PX_ECONNABORTED);
         conn_free_unused(c);
-        return 0;
+        return;
     }
     c->tp = tp;
     c->ctp = srv->ctp;
@@ -34,7 +31,6 @@ static int on_listener_event(void *self, int event, void *data)
     snprintf(c->uri, sizeof(c->uri), "%s", srv->uri); /* a server conn names its server */
     conn_accepted(c);
     px_list_push_back(&srv->unattached, &c->session_link);
-    return 0;
 }
 
 int px_server_bind(px_ctx *ctx, const char *uri, const px_session_ops *ops, void *user,
@@ -62,10 +58,13 @@ int px_server_bind(px_ctx *ctx, const char *uri, const px_session_ops *ops, void
     /* Tokens need not be secret (the transport authenticates); they must
      * not repeat across restarts of a server at the same address. */
     srv->next_token = (px_now_ns() << 16) | 1;
-    rc = px_ctx_transport(ctx, u.scheme, &srv->ctp);
+    const px_transport *tops = NULL;
+    rc = px_transport_lookup(u.scheme, &tops);
+    if (rc == 0)
+        rc = px_ctx_instance(ctx, tops, &srv->ctp);
     if (rc == 0) {
-        px_observer obs = {on_listener_event, srv};
-        rc = srv->ctp->ops->listen(srv->ctp->tp, &u, &obs, &srv->listener);
+        px_tp_listen_owner owner = {on_new_conn, srv};
+        rc = srv->ctp->ops->listen(srv->ctp->tp, &u, &owner, &srv->listener);
     }
     if (rc == 0) {
         rc = srv->ctp->ops->listener_uri(srv->listener, srv->uri, sizeof(srv->uri));

@@ -160,8 +160,10 @@ static void redirect(px_conn *c, const char *uri, size_t len)
     if (c->state == CS_DEAD)
         return;
     px_tp_conn *tp = c->tp;
+    px_tp_fifo unfinished = {0};
     c->tp = NULL;
-    tp->ops->close(tp);
+    tp->ops->close(tp, &unfinished);
+    conn_finish_sends(c, &unfinished);
     conn_start_connect(c, target);
 }
 

@@ -17,6 +17,10 @@
 #include "plexus/transport.h"
 #include "transports/builtin.h"
 
+#ifndef PX_PLUGIN_DEFAULT_DIR
+#define PX_PLUGIN_DEFAULT_DIR "/usr/local/lib/plexus"
+#endif
+
 #define REG_MAX 16
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -31,12 +35,15 @@ static int table_valid(const px_transport *t)
 {
     if (!t || t->abi != PX_TRANSPORT_ABI || !t->name || !t->schemes || !t->schemes[0])
         return 0;
-    if (!t->init || !t->fini || !t->get_caps || !t->listen || !t->listener_uri ||
+    if (!t->init || !t->fini || !t->get_caps || !t->check_uri || !t->listen || !t->listener_uri ||
         !t->listener_close || !t->connect || !t->accept || !t->reject || !t->send || !t->close ||
-        !t->peer_uri)
+        !t->peer_uri || !t->rx_pause || !t->conn_free || !t->listener_free || !t->stop_io ||
+        !t->flush)
         return 0;
-    /* A region registered with no way to deregister it would leak. */
-    if (!t->mem_register != !t->mem_deregister)
+    /* A region registered with no way to deregister it would leak; a remote
+     * key comes from a registration. */
+    if (!t->mem_register != !t->mem_deregister || !t->rkey_pack != !t->rkey_unpack ||
+        (t->rkey_pack && !t->mem_register))
         return 0;
     for (const char *const *s = t->schemes; *s; s++)
         if (!**s)
@@ -139,8 +146,11 @@ const px_transport *px_transport_find(const char *scheme)
     const px_transport *t = find_registered(scheme);
     if (t)
         return t;
+    /* $PX_PLUGIN_DIR, else where plexus installs its own plugins. */
     const char *dir = getenv("PX_PLUGIN_DIR");
-    if (!dir || !*dir || !scheme_is_safe(scheme))
+    if (!dir || !*dir)
+        dir = PX_PLUGIN_DEFAULT_DIR;
+    if (!scheme_is_safe(scheme))
         return NULL;
     pthread_mutex_lock(&plugin_lock);
     /* Another thread may have loaded it while we waited. */
@@ -180,8 +190,8 @@ int px_transport_lookup(const char *scheme, const px_transport **out)
         }
     }
     PX_LOGW("no transport serves scheme '%s' (built in: tcp, unix, shm; others load from "
-            "$PX_PLUGIN_DIR/libplexus-<scheme>.so)",
-            scheme ? scheme : "(null)");
+            "$PX_PLUGIN_DIR or %s as libplexus-<scheme>.so)",
+            scheme ? scheme : "(null)", PX_PLUGIN_DEFAULT_DIR);
     return -PX_EBADSCHEME;
 }
 

@@ -8,6 +8,8 @@
 #ifndef PLEXUS_CONTEXT_H
 #define PLEXUS_CONTEXT_H
 
+#include "plexus/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -87,7 +89,7 @@ typedef struct px_ctx_opts {
  * runs it exclusively) drives.
  * Returns 0; -PX_EINVAL for an option out of range; -PX_ENOMEM;
  * -PX_EMFILE/-PX_ENFILE when its wake-up fd cannot be created. */
-int px_ctx_create(const px_ctx_opts *opts, px_ctx **out);
+PX_API int px_ctx_create(const px_ctx_opts *opts, px_ctx **out);
 
 /* Destroy a context. Every server must have been unbound and every client
  * session closed and torn down first, else -PX_EBUSY and nothing is freed.
@@ -97,37 +99,37 @@ int px_ctx_create(const px_ctx_opts *opts, px_ctx **out);
  * SESSION_TEARDOWN) are delivered from inside this call. Pending posted
  * work is dropped (its functions are not called). Not from inside a
  * callback. */
-int px_ctx_destroy(px_ctx *ctx);
+PX_API int px_ctx_destroy(px_ctx *ctx);
 
 /* Run the loop until px_ctx_stop(). Returns 0 when stopped; -PX_EBUSY if the
  * context is already running (re-entered from a callback). */
-int px_ctx_run(px_ctx *ctx);
+PX_API int px_ctx_run(px_ctx *ctx);
 
 /* Run the loop until px_ctx_stop() or `timeout_ms` elapsed (-1: forever).
  * Returns 0 when stopped, -PX_ETIMEDOUT when the time ran out. */
-int px_ctx_run_timeout(px_ctx *ctx, int timeout_ms);
+PX_API int px_ctx_run_timeout(px_ctx *ctx, int timeout_ms);
 
 /* One bounded, non-blocking iteration: polls the transports, runs ready
  * callbacks and due timers, flushes sends, and returns. Returns the number
  * of events handled (0: nothing was ready), or -PX_EBUSY when re-entered.
  * This is the call for busy-polling applications. */
-int px_ctx_poll(px_ctx *ctx);
+PX_API int px_ctx_poll(px_ctx *ctx);
 
 /* Make px_ctx_run() return after the current iteration. Any thread;
  * async-signal-safe is not promised. Returns 0. */
-int px_ctx_stop(px_ctx *ctx);
+PX_API int px_ctx_stop(px_ctx *ctx);
 
 /* A file descriptor that becomes readable when the context has work: add it
  * to your own loop (poll/epoll/another libev loop) and call px_ctx_poll()
  * when it fires. Owned by the context; do not close it.
  * Not available yet: returns -PX_ENOSYS (drive the context with
  * px_ctx_poll() from your loop's idle/timer hook meanwhile). */
-int px_ctx_fd(px_ctx *ctx);
+PX_API int px_ctx_fd(px_ctx *ctx);
 
 /* Run fn(arg) on the context's thread, soon, in posting order. Any thread.
  * Allocates a small node per call. Returns 0; -PX_ENOMEM; -PX_ECLOSED when
  * the context is being destroyed. */
-int px_ctx_post(px_ctx *ctx, void (*fn)(void *arg), void *arg);
+PX_API int px_ctx_post(px_ctx *ctx, void (*fn)(void *arg), void *arg);
 
 /* Timers. A px_timer is owned by the context it was created on; its
  * callback runs on that context's thread. Restarting a running timer
@@ -135,16 +137,16 @@ int px_ctx_post(px_ctx *ctx, void (*fn)(void *arg), void *arg);
 typedef void (*px_timer_cb)(px_timer *timer, void *arg);
 
 /* Returns 0 and *out; -PX_ENOMEM. */
-int px_timer_create(px_ctx *ctx, px_timer_cb cb, void *arg, px_timer **out);
+PX_API int px_timer_create(px_ctx *ctx, px_timer_cb cb, void *arg, px_timer **out);
 /* Fire after `after_us`, then every `repeat_us` (0: once). Returns 0. */
-int px_timer_start(px_timer *t, uint64_t after_us, uint64_t repeat_us);
+PX_API int px_timer_start(px_timer *t, uint64_t after_us, uint64_t repeat_us);
 /* Returns 0; stopping a stopped timer is fine. */
-int px_timer_stop(px_timer *t);
+PX_API int px_timer_stop(px_timer *t);
 /* Stops and frees. May be called from the timer's own callback. */
-void px_timer_destroy(px_timer *t);
+PX_API void px_timer_destroy(px_timer *t);
 
 /* Monotonic time in nanoseconds, the clock all plexus timing uses. */
-uint64_t px_now_ns(void);
+PX_API uint64_t px_now_ns(void);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,8 @@
 #ifndef PLEXUS_ERROR_H
 #define PLEXUS_ERROR_H
 
+#include "plexus/api.h"
+
 #include <errno.h>
 
 #ifdef __cplusplus
@@ -84,11 +86,11 @@ enum px_error {
 
 /* A static, human-readable description of `err` (either sign accepted).
  * Never NULL; unknown codes give "unknown error". Any thread. */
-const char *px_strerror(int err);
+PX_API const char *px_strerror(int err);
 
 /* The symbolic name ("PX_EAGAIN") of `err` (either sign), "PX_OK" for 0,
  * or "PX_E?" when unknown. Any thread. */
-const char *px_errname(int err);
+PX_API const char *px_errname(int err);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,8 @@
 #ifndef PLEXUS_LOG_H
 #define PLEXUS_LOG_H
 
+#include "plexus/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -24,15 +26,15 @@ typedef enum px_log_level {
 typedef void (*px_log_hook)(px_log_level level, const char *msg, void *user);
 
 /* Set the level. Any thread (an atomic store). Returns 0; -PX_EINVAL. */
-int px_log_set_level(px_log_level level);
-px_log_level px_log_get_level(void);
+PX_API int px_log_set_level(px_log_level level);
+PX_API px_log_level px_log_get_level(void);
 
 /* Route log lines to `hook` (NULL: back to stderr). Set this before other
  * threads log; the pair (hook, user) is not swapped atomically. */
-void px_log_set_hook(px_log_hook hook, void *user);
+PX_API void px_log_set_hook(px_log_hook hook, void *user);
 
 /* "debug", "info", ... */
-const char *px_log_level_name(px_log_level level);
+PX_API const char *px_log_level_name(px_log_level level);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,8 @@
 #ifndef PLEXUS_MEMORY_H
 #define PLEXUS_MEMORY_H
 
+#include "plexus/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,25 +33,25 @@ typedef struct px_iov {
  * memory stays owned by the caller and must outlive the registration.
  * Returns 0 and *out; -PX_EINVAL (NULL or len 0); -PX_ENOMEM. The region
  * belongs to `ctx`; deregister before destroying the context. */
-int px_mem_register(px_ctx *ctx, void *addr, size_t len, px_mr **out);
+PX_API int px_mem_register(px_ctx *ctx, void *addr, size_t len, px_mr **out);
 
 /* Deregister. No message that uses the region may still be in flight.
  * Returns 0; -PX_EINVAL for a region from px_mem_alloc(). */
-int px_mem_deregister(px_mr *mr);
+PX_API int px_mem_deregister(px_mr *mr);
 
 /* Allocate `len` bytes of page-aligned memory, shareable with a peer
  * process (it is backed by a memfd) and registered. Returns 0, *addr and
  * *out; -PX_EINVAL; -PX_ENOMEM. Freed with px_mem_free(). The region
  * covers whole pages: px_mr_len() reports `len` rounded up to the page size. */
-int px_mem_alloc(px_ctx *ctx, size_t len, void **addr, px_mr **out);
+PX_API int px_mem_alloc(px_ctx *ctx, size_t len, void **addr, px_mr **out);
 
 /* Free memory from px_mem_alloc(). Returns 0; -PX_EINVAL for a region that
  * px_mem_register() made. */
-int px_mem_free(px_mr *mr);
+PX_API int px_mem_free(px_mr *mr);
 
 /* The address and length a region covers. */
-void *px_mr_addr(const px_mr *mr);
-size_t px_mr_len(const px_mr *mr);
+PX_API void *px_mr_addr(const px_mr *mr);
+PX_API size_t px_mr_len(const px_mr *mr);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,8 @@
 #ifndef PLEXUS_PLEXUS_H
 #define PLEXUS_PLEXUS_H
 
+#include "plexus/api.h"
+
 #include "plexus/error.h"
 #include "plexus/log.h"
 #include "plexus/context.h"
@@ -22,7 +24,7 @@ extern "C" {
 #endif
 
 /* "0.1.0" */
-const char *px_version(void);
+PX_API const char *px_version(void);
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,8 @@
 #ifndef PLEXUS_SESSION_H
 #define PLEXUS_SESSION_H
 
+#include "plexus/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -104,7 +106,7 @@ typedef enum px_event_type {
 } px_event_type;
 
 /* The name of an event type ("PX_EV_CONN_CLOSED"), or "PX_EV_?". */
-const char *px_event_name(px_event_type type);
+PX_API const char *px_event_name(px_event_type type);
 
 typedef struct px_event {
     px_event_type type;
@@ -179,23 +181,23 @@ typedef struct px_session_ops {
  * Returns 0 and *out; -PX_EBADURI/-PX_EBADSCHEME/-PX_EBADHOST/-PX_EBADPORT/
  * -PX_EBADPATH/-PX_EBADOPT for the URI; -PX_ENOTBUILT for a transport this
  * build lacks; -PX_EADDRINUSE; -PX_EACCES; -PX_ENOMEM. Context thread only. */
-int px_server_bind(px_ctx *ctx, const char *uri, const px_session_ops *ops, void *user,
-                   px_server **out);
+PX_API int px_server_bind(px_ctx *ctx, const char *uri, const px_session_ops *ops, void *user,
+                          px_server **out);
 
 /* The URI actually bound (with the real port), NUL-terminated into buf.
  * Returns its length; -PX_ENOSPC when buf is too small. */
-int px_server_uri(const px_server *srv, char *buf, size_t len);
+PX_API int px_server_uri(const px_server *srv, char *buf, size_t len);
 
 /* Stop listening, free the server and close every session it accepted
  * gracefully (px_session_close): their in-flight work drains and their
  * events, down to SESSION_TEARDOWN, still arrive. Returns 0. Context
  * thread only. */
-int px_server_unbind(px_server *srv);
+PX_API int px_server_unbind(px_server *srv);
 
 /* As px_server_unbind(), but every session it accepted is disconnected
  * abruptly (px_conn_disconnect): outstanding messages fail with
  * -PX_EFLUSHED. Returns 0. Context thread only. */
-int px_server_disconnect(px_server *srv);
+PX_API int px_server_disconnect(px_server *srv);
 
 /* ---- session ----------------------------------------------------------- */
 
@@ -212,7 +214,7 @@ typedef struct px_session_params {
  * (scheme, host, port, path, every option) without resolving names.
  * Returns 0 and *out; -PX_EINVAL; -PX_EMSGSIZE for private data over 4096
  * bytes; the URI errors of px_server_bind(); -PX_ENOMEM. */
-int px_session_create(px_ctx *ctx, const px_session_params *params, px_session **out);
+PX_API int px_session_create(px_ctx *ctx, const px_session_params *params, px_session **out);
 
 /* Open a connection of session `s`, driven by context `ctx`. Messages may
  * be sent on it at once; they are queued until it is established.
@@ -222,17 +224,17 @@ int px_session_create(px_ctx *ctx, const px_session_params *params, px_session *
  * -PX_ENOMEM. Thread of `ctx`. Not available yet: a `ctx` other than the
  * session's own (one session spread over several threads) returns
  * -PX_ENOSYS; use one session per context meanwhile. */
-int px_connect(px_session *s, px_ctx *ctx, px_conn **out);
+PX_API int px_connect(px_session *s, px_ctx *ctx, px_conn **out);
 
 /* Server side: decide a session offered to on_new_session. portals: URIs of
  * other servers the client should spread further connections across (may
  * be NULL). data is copied and delivered with PX_EV_SESSION_ESTABLISHED /
  * PX_EV_SESSION_REJECTED. Each returns 0; -PX_EALREADY if decided before;
  * -PX_EINVAL; -PX_EMSGSIZE for data over 4096 bytes. */
-int px_session_accept(px_session *s, const char *const *portals, size_t n_portals, const void *data,
-                      size_t len);
-int px_session_reject(px_session *s, int reason, const void *data, size_t len);
-int px_session_redirect(px_session *s, const char *const *uris, size_t n_uris);
+PX_API int px_session_accept(px_session *s, const char *const *portals, size_t n_portals,
+                             const void *data, size_t len);
+PX_API int px_session_reject(px_session *s, int reason, const void *data, size_t len);
+PX_API int px_session_redirect(px_session *s, const char *const *uris, size_t n_uris);
 
 /* Gracefully close every connection of the session (in-flight work drains
  * first, then the peer is told), then deliver PX_EV_SESSION_TEARDOWN and
@@ -244,10 +246,10 @@ int px_session_redirect(px_session *s, const char *const *uris, size_t n_uris);
  * connection, with PX_EV_SESSION_TEARDOWN; closing it there is optional.
  * Redirects are followed by plexus: the connection re-dials the first URI
  * given, with the messages queued on it, after PX_EV_SESSION_REDIRECTED. */
-int px_session_close(px_session *s);
+PX_API int px_session_close(px_session *s);
 
-void px_session_set_user(px_session *s, void *user);
-void *px_session_user(const px_session *s);
+PX_API void px_session_set_user(px_session *s, void *user);
+PX_API void *px_session_user(const px_session *s);
 
 /* ---- connection -------------------------------------------------------- */
 
@@ -257,18 +259,18 @@ void *px_session_user(const px_session *s);
  * connection is established, it waits for the handshake, lets the queued
  * messages go, then closes. Returns 0; -PX_EALREADY; -PX_ECLOSED for a
  * connection already torn down (debug builds, as px_session_close). */
-int px_conn_close(px_conn *c);
+PX_API int px_conn_close(px_conn *c);
 
 /* Abrupt close: outstanding work completes at once with -PX_EFLUSHED,
  * then PX_EV_CONN_DISCONNECTED, PX_EV_CONN_TEARDOWN. Returns 0. */
-int px_conn_disconnect(px_conn *c);
+PX_API int px_conn_disconnect(px_conn *c);
 
-px_session *px_conn_session(const px_conn *c);
-px_ctx *px_conn_ctx(const px_conn *c);
+PX_API px_session *px_conn_session(const px_conn *c);
+PX_API px_ctx *px_conn_ctx(const px_conn *c);
 
 /* The peer's address as a URI into buf. Returns its length; -PX_ENOSPC;
  * -PX_ENOTCONN before the transport connected. */
-int px_conn_peer(const px_conn *c, char *buf, size_t len);
+PX_API int px_conn_peer(const px_conn *c, char *buf, size_t len);
 
 typedef struct px_conn_stats {
     uint64_t requests_sent, responses_recv, requests_recv, responses_sent;
@@ -282,7 +284,7 @@ typedef struct px_conn_stats {
 } px_conn_stats;
 
 /* Returns 0. */
-int px_conn_get_stats(const px_conn *c, px_conn_stats *out);
+PX_API int px_conn_get_stats(const px_conn *c, px_conn_stats *out);
 
 /* ---- sending ----------------------------------------------------------- */
 
@@ -295,7 +297,7 @@ int px_conn_get_stats(const px_conn *c, px_conn_stats *out);
  * -PX_EMSGSIZE (header or data over the limits); -PX_ETOOMANY (too many
  * iovecs); -PX_ESHUTDOWN (closing); -PX_ENOTCONN (disconnected);
  * -PX_EINVAL. On any error the message is untouched and no callback comes. */
-int px_send_request(px_conn *c, px_msg *req);
+PX_API int px_send_request(px_conn *c, px_msg *req);
 
 /* Answer a delivered request: fill req->out, then call this, in on_msg or
  * later. Completion: on_msg_send_complete(req) or on_msg_error(req); the
@@ -305,19 +307,19 @@ int px_send_request(px_conn *c, px_msg *req);
  * -PX_ESHUTDOWN when the connection is closing (plexus answered it for
  * you in both cases). On any error the request stays yours: answer it
  * otherwise or px_release_msg() it, else the requester waits. */
-int px_send_response(px_msg *req);
+PX_API int px_send_response(px_msg *req);
 
 /* Send a one-way message. Returns as px_send_request(). */
-int px_send_msg(px_conn *c, px_msg *msg);
+PX_API int px_send_msg(px_conn *c, px_msg *msg);
 
 /* Give back the reply buffers of a completed request (after on_msg with
  * PX_MSG_RESPONSE). The px_msg is yours again. Returns 0; -PX_EINVAL. */
-int px_release_response(px_msg *req);
+PX_API int px_release_response(px_msg *req);
 
 /* Give back a delivered one-way message. For a delivered request you will
  * not answer, this answers it with an error (-PX_EPEER reaches the
  * requester). Returns 0; -PX_EINVAL. */
-int px_release_msg(px_msg *msg);
+PX_API int px_release_msg(px_msg *msg);
 
 /* Cancel an outstanding request: on_msg_error -PX_ECANCELED follows from
  * the loop (never inside this call), and no response will be delivered (a
@@ -331,7 +333,7 @@ int px_release_msg(px_msg *msg);
  * Returns 0; -PX_EALREADY when it completed (or was canceled) already;
  * -PX_EINVAL for a message that is not an outstanding request (one never
  * sent, or a one-way message). */
-int px_cancel(px_msg *req);
+PX_API int px_cancel(px_msg *req);
 
 #ifdef __cplusplus
 }

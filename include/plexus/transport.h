@@ -1,239 +1,263 @@
 /* plexus — the transport plugin interface.
  *
  * A transport moves frames between two endpoints and reports what happens
- * upward through an observer; it knows nothing of sessions, requests or
- * responses. One folder per transport under transports/, one `static const
- * px_transport` table at the end of its main file. Built-in transports are
- * compiled in; others are shared objects named libplexus-<scheme>.so in the
- * directory $PX_PLUGIN_DIR, exporting `int px_transport_plugin_init(void)`
- * that calls px_transport_register().
+ * to the owner of each endpoint (the session layer) through typed upcalls;
+ * it knows nothing of sessions, requests or responses. This header, with
+ * the ones it includes, is all a transport includes: a plugin builds
+ * against the installed headers alone.
  *
- * Threading: a transport instance (px_tp) belongs to one context and is
- * only ever called on that context's thread; it calls its observers on the
- * same thread, never from inside send()/connect()/listen() (events are
- * deferred to the loop) except where an op says otherwise.
+ * The parts:
+ *   - the vtable a transport fills (px_transport), one `static const`
+ *     table at the end of its main file;
+ *   - what travels down (px_tp_send) and up (px_tp_rx, px_tp_upcalls);
+ *   - the host services the context lends each instance (px_tp_host):
+ *     logging, fd watching, timers, a cross-thread wake, memory-region
+ *     handles - no libev type and no core header;
+ *   - the chassis (px_tpc_*): the discipline every transport needs the
+ *     same way - upcall depth and deferred free, deferred events, the
+ *     end-of-iteration flush, busy-poll lists, listener bookkeeping, the
+ *     send FIFO and its completions, `more` counting, RX_ASSIGN checks and
+ *     the lending rule - so a transport adds only its sockets, rings or
+ *     queue pairs.
+ *
+ * Built-in transports are compiled in; others are shared objects named
+ * libplexus-<scheme>.so in $PX_PLUGIN_DIR (else the installed plugin
+ * directory), exporting `int px_transport_plugin_init(void)` that calls
+ * px_transport_register().
+ *
+ * Threading: an instance (px_tp) belongs to one context and is only ever
+ * called on that context's thread; it makes its upcalls on the same
+ * thread, never from inside the owner's call into it (send, connect,
+ * listen, accept, close, rx_pause), except where an op says otherwise.
+ * Only px_tp_host.ops->async_send() may be called from another thread.
  */
 #ifndef PLEXUS_TRANSPORT_H
 #define PLEXUS_TRANSPORT_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/uio.h>
 
+#include "plexus/api.h"
+#include "plexus/error.h"
+#include "plexus/frame.h"
+#include "plexus/log.h"
 #include "plexus/memory.h"
+#include "plexus/uri.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef struct px_ctx px_ctx;
-struct ev_loop;
-
-/* ---- the frame ----------------------------------------------------------
- * Every transport carries the same frame: a 32-byte little-endian header,
- * `ext_len` bytes of transport extension (e.g. rendezvous descriptors; 0 for
- * a plain frame), `hdr_len` bytes of application header, `data_len` bytes
- * of data.
- *
- *   off size  field
- *   0   2     magic      0x5850 ("PX")
- *   2   1     version    PX_WIRE_VERSION
- *   3   1     type       px_frame_type
- *   4   2     flags      PX_FF_*; unknown bits are an error
- *   6   2     hdr_len    application header bytes
- *   8   4     channel    connection id on the link (multiplexing)
- *   12  4     data_len   data bytes
- *   16  8     id         message id (request/response matching)
- *   24  4     aux        type-specific (status of an error response,
- *                        credits, reason)
- *   28  2     ext_len    transport extension bytes
- *   30  2     reserved   must be 0
- */
-#define PX_FRAME_MAGIC   0x5850u
-#define PX_WIRE_VERSION  1u
-#define PX_FRAME_HDR_LEN 32u
-#define PX_FRAME_MAX_EXT 1024u
-
-typedef enum px_frame_type {
-    PX_FT_HELLO = 1,     /* client -> server: handshake (setup data in the data part) */
-    PX_FT_HELLO_ACK = 2, /* server -> client: accept/reject/redirect */
-    PX_FT_REQUEST = 3,
-    PX_FT_RESPONSE = 4, /* aux: 0, or a positive PX_E code when the responder failed */
-    PX_FT_ONEWAY = 5,
-    PX_FT_RECEIPT = 6, /* id of the one-way message delivered; no payload */
-    PX_FT_CANCEL = 7,  /* id of a request the requester gave up; no payload */
-    PX_FT_FIN = 8,     /* no more frames from the sender; no payload */
-    PX_FT_FIN_ACK = 9,
-    PX_FT_KEEPALIVE = 10,
-    PX_FT_TYPE_MAX = 10,
-} px_frame_type;
-
-#define PX_FF_RECEIPT 0x0001u /* ONEWAY: the sender wants a RECEIPT */
-#define PX_FF_MASK    0x0001u
-
-/* The decoded header, host order. */
-typedef struct px_frame_hdr {
-    uint8_t version;
-    uint8_t type;
-    uint16_t flags;
-    uint16_t hdr_len;
-    uint16_t ext_len;
-    uint32_t channel;
-    uint32_t data_len;
-    uint64_t id;
-    uint32_t aux;
-} px_frame_hdr;
-
-/* Limits a decode checks against. */
-typedef struct px_frame_limits {
-    uint32_t max_hdr;  /* application header */
-    uint32_t max_data; /* data */
-} px_frame_limits;
-
-/* Write `h` as 32 wire bytes. */
-void px_frame_encode(const px_frame_hdr *h, uint8_t out[PX_FRAME_HDR_LEN]);
-
-/* Decode and validate `len` bytes: magic, version, type, flags, reserved,
- * ext_len against PX_FRAME_MAX_EXT, lengths against `lim`, and per-type
- * rules (control frames carry no payload). Returns 0; -PX_EAGAIN when fewer
- * than PX_FRAME_HDR_LEN bytes are given; -PX_EPROTO for a bad field;
- * -PX_EVERSION for another version; -PX_EMSGSIZE for a length over `lim`;
- * -PX_EINVAL for a NULL argument. Structural errors win over size ones (a
- * FIN with data_len 2^32-1 is -PX_EPROTO). HELLO/HELLO_ACK carry no
- * application header and are capped at 65536 data bytes regardless of
- * `lim`, since they arrive before limits are agreed. */
-int px_frame_decode(const void *buf, size_t len, const px_frame_limits *lim, px_frame_hdr *out);
-
-/* The rules px_frame_decode() applies, for a header already in host order
- * (a frame about to be sent). Returns 0, -PX_EPROTO, -PX_EVERSION or
- * -PX_EMSGSIZE as px_frame_decode() would. */
-int px_frame_check(const px_frame_hdr *h, const px_frame_limits *lim);
-
-/* Total bytes of the frame that `h` heads. */
-static inline uint64_t px_frame_len(const px_frame_hdr *h)
-{
-    return (uint64_t)PX_FRAME_HDR_LEN + h->ext_len + h->hdr_len + h->data_len;
-}
-
-/* ---- URIs -----------------------------------------------------------------
- * scheme://host:port/path?key=value&key=value
- *   tcp://127.0.0.1:7000   tcp://[::1]:0   tcp://localhost:7000
- *   unix:///run/app.sock   shm://name      rdma://10.0.0.1:7000
- */
-#define PX_URI_MAX      1024
-#define PX_URI_MAX_OPTS 16
-
-typedef struct px_uri_opt {
-    const char *key;
-    const char *value; /* "" when given as ?key */
-} px_uri_opt;
-
-typedef struct px_uri {
-    const char *scheme; /* lower case */
-    const char *host;   /* without brackets; "" when none */
-    int port;           /* -1 when none, else 0..65535 */
-    int ipv6;           /* host was bracketed */
-    const char *path;   /* after host[:port] (starts with '/'), or shm's name; "" when none */
-    unsigned n_opts;
-    px_uri_opt opts[PX_URI_MAX_OPTS];
-    char buf[PX_URI_MAX + 8]; /* storage the pointers above point into */
-} px_uri;
-
-/* Parse `text` into `out`, which owns all its strings. Returns 0;
- * -PX_EINVAL (NULL argument); -PX_EBADURI (no "://", empty, too long, bad
- * or %00 escape), -PX_EBADSCHEME (empty, not starting with a letter, or
- * characters outside [A-Za-z0-9+.-]; stored lower-cased), -PX_EBADHOST
- * (nothing after "://", a port without a host, empty/unbalanced brackets,
- * illegal characters), -PX_EBADPORT (not 1-5 digits for 0..65535),
- * -PX_EBADPATH (shm name not [A-Za-z0-9._-]+, control or '#' characters in
- * a path), -PX_EBADOPT (empty key, key outside [A-Za-z0-9._-], raw space or
- * control character in a value, too many options, duplicate key; "?" must
- * be followed by an option). For shm:// the name goes to `path`, `host` is
- * "". A bracketed IPv6 host keeps its zone as "addr%zone" (RFC 6874's "%25"
- * accepted). On error `out` holds no strings and n_opts is 0. */
-int px_uri_parse(const char *text, px_uri *out);
-
-/* The value of option `key`, or NULL. */
-const char *px_uri_opt_get(const px_uri *uri, const char *key);
-
-/* ---- the observer -----------------------------------------------------------
- * Upward events. A transport object reports to exactly one observer, set at
- * connect/listen/accept; the return value matters only for
- * PX_TP_EV_RX_ASSIGN. */
-typedef struct px_observer {
-    int (*notify)(void *self, int event, void *data);
-    void *self;
-} px_observer;
-
 typedef struct px_tp px_tp;                   /* one transport instance per context */
 typedef struct px_tp_listener px_tp_listener; /* a bound address */
 typedef struct px_tp_conn px_tp_conn;         /* one link to a peer */
+typedef struct px_tp_send px_tp_send;
+typedef struct px_tp_host px_tp_host;
 
-/* The common head of every transport connection; the transport embeds it
- * as the first member of its own struct. Owned by the transport. */
-struct px_tp_conn {
-    const struct px_transport *ops;
-    px_tp *tp;
-    px_observer obs;
-    /* Bytes received from the peer so far, counted by the transport as they
-     * arrive (not when a frame completes): the owner's liveness check reads
-     * it, so a large frame still arriving proves the peer alive. */
-    uint64_t rx_bytes;
-};
+/* ---- small building blocks --------------------------------------------------- */
 
-struct px_tp_listener {
-    const struct px_transport *ops;
-    px_tp *tp;
-    px_observer obs;
-};
+/* An intrusive doubly-linked list node (a head is a node linked to itself),
+ * for the chassis's lists. */
+typedef struct px_tp_link {
+    struct px_tp_link *prev, *next;
+} px_tp_link;
+
+/* A FIFO of sends, linked through px_tp_send.tp_next: queueing a send never
+ * allocates. Value type; {NULL, NULL} is empty. */
+typedef struct px_tp_fifo {
+    px_tp_send *head, *tail;
+} px_tp_fifo;
+
+/* ---- what travels -------------------------------------------------------------- */
 
 /* A frame to send. Owned by the caller (the session layer) from send()
- * until its SEND_COMPLETE event; the memory `seg` points to likewise. The
- * transport owns the `tp_*` fields while it holds the request. */
-typedef struct px_tp_send {
+ * until its completion (see send()); the memory `app_hdr` and `data` point
+ * to likewise. The transport owns the `tp_*` fields while it holds the
+ * request. */
+struct px_tp_send {
     px_frame_hdr hdr;    /* ext_len is the transport's to set */
     const void *app_hdr; /* hdr.hdr_len bytes */
     const px_iov *data;  /* hdr.data_len bytes across data_count segments */
     uint32_t data_count;
     const px_iov *reply; /* REQUEST only, optional: where the response should
-                            land, for transports that can write it there */
+                            land, for transports that write it there
+                            (PX_TP_CAP_REPLY_DIRECT) */
     uint32_t reply_count;
     void *cookie; /* the caller's */
-    int status;   /* set by the transport before SEND_COMPLETE: 0 or -PX_E... */
+    int status;   /* set before the completion: 0 or -PX_E... */
     /* transport-private */
-    struct px_tp_send *tp_next;
+    px_tp_send *tp_next;
     uint64_t tp_done;
     uint8_t tp_wire[PX_FRAME_HDR_LEN];
     uint64_t tp_priv[4];
-} px_tp_send;
-
-typedef enum px_tp_event_type {
-    PX_TP_EV_CONNECTED = 1, /* connect() finished; data: NULL */
-    PX_TP_EV_NEW_CONN,      /* a listener has a peer; data: px_tp_conn* to accept/reject */
-    PX_TP_EV_RX_ASSIGN,     /* data: px_tp_rx*; fill dst/dst_count to receive straight
-                               into it and return 0, or return nonzero for in-place */
-    PX_TP_EV_FRAME,         /* data: px_tp_rx*, valid during the call only */
-    PX_TP_EV_SEND_COMPLETE, /* data: px_tp_send*, with its status set */
-    PX_TP_EV_DISCONNECTED,  /* data: int* reason; the link is gone, close() it */
-    PX_TP_EV_ERROR,         /* data: int* reason; a protocol error; DISCONNECTED follows */
-} px_tp_event_type;
+    void *tp_bounce; /* the chassis's: a copy this send was re-pointed to */
+};
 
 /* A received frame. */
 typedef struct px_tp_rx {
     px_frame_hdr hdr;
     const void *app_hdr; /* hdr.hdr_len bytes */
     const void *data;    /* in place: hdr.data_len contiguous bytes; NULL if assigned */
-    px_iov *dst;         /* RX_ASSIGN: filled by the observer */
+    px_iov *dst;         /* rx_assign: filled by the owner */
     uint32_t dst_count;
-    uint32_t more;      /* FRAME: complete frames already received after this one */
-    void *owner_cookie; /* RX_ASSIGN -> FRAME: the observer's, carried through */
+    uint32_t more;      /* frame: complete frames already received after this one */
+    void *owner_cookie; /* rx_assign -> frame: the owner's, carried through */
 } px_tp_rx;
 
-/* What a transport can do; fills from get_caps. */
-#define PX_TP_CAP_RX_DIRECT    (1u << 0) /* honours RX_ASSIGN for large frames */
+/* The owner's upcalls, one function per event. `self` is the owner's
+ * pointer given with the table. Every one runs on the context's thread,
+ * from the loop (never inside the owner's own call into the transport);
+ * inside it the owner may send, close the conn, pause it, and so on. */
+typedef struct px_tp_upcalls {
+    /* connect() finished: the link carries frames. */
+    void (*connected)(void *self);
+    /* A frame over the inline threshold is arriving; rx->hdr and app_hdr
+     * are valid. Fill rx->dst/dst_count to receive straight into it and
+     * return 0, or return nonzero to have it delivered in place. */
+    int (*rx_assign)(void *self, px_tp_rx *rx);
+    /* A frame: rx and the bytes it points to are valid during the call
+     * and lent until the sends made during it have left (the lending rule,
+     * kept by the chassis: px_tpc_reclaim). */
+    void (*frame)(void *self, px_tp_rx *rx);
+    /* A send that returned PX_TP_QUEUED is finished: 0, or the error. */
+    void (*send_done)(void *self, px_tp_send *s, int status);
+    /* Sends refused with -PX_EAGAIN may be retried now. */
+    void (*room)(void *self);
+    /* A protocol error from the peer; disconnected follows. */
+    void (*error)(void *self, int reason);
+    /* The link is gone; every send not yet finished has had its send_done
+     * (with an error) before this. Close the conn. */
+    void (*disconnected)(void *self, int reason);
+} px_tp_upcalls;
+
+typedef struct px_tp_owner {
+    const px_tp_upcalls *up;
+    void *self;
+} px_tp_owner;
+
+/* A listener's owner: new_conn offers a conn to accept() or reject(). */
+typedef struct px_tp_listen_owner {
+    void (*new_conn)(void *self, px_tp_conn *c);
+    void *self;
+} px_tp_listen_owner;
+
+/* ---- host services --------------------------------------------------------------- */
+
+/* Opaque storage for a host watcher, embedded in the transport's structs
+ * (so watching allocates nothing). Initialise it with the host's *_init,
+ * release it with *_fini. */
+typedef struct px_tp_watch {
+    _Alignas(8) unsigned char opaque[96];
+} px_tp_watch;
+
+#define PX_TP_READ  1
+#define PX_TP_WRITE 2
+
+typedef void (*px_tp_io_cb)(px_tp_watch *w, int revents, void *arg);
+typedef void (*px_tp_timer_cb)(px_tp_watch *w, void *arg);
+
+/* What the context lends a transport instance. Every function runs on the
+ * context's thread, except async_send. (Logging is px_tp_log() below: it
+ * is needed before any instance exists, by check_uri.) */
+typedef struct px_tp_host_ops {
+    /* Watch fd for PX_TP_READ/PX_TP_WRITE; io_set changes the events (0
+     * stops watching). */
+    void (*io_init)(const px_tp_host *h, px_tp_watch *w, int fd, px_tp_io_cb cb, void *arg);
+    void (*io_set)(const px_tp_host *h, px_tp_watch *w, int events);
+    void (*io_fini)(const px_tp_host *h, px_tp_watch *w);
+    /* One-shot or repeating timers; microseconds. */
+    void (*timer_init)(const px_tp_host *h, px_tp_watch *w, px_tp_timer_cb cb, void *arg);
+    void (*timer_start)(const px_tp_host *h, px_tp_watch *w, uint64_t after_us, uint64_t repeat_us);
+    void (*timer_stop)(const px_tp_host *h, px_tp_watch *w);
+    int (*timer_active)(const px_tp_host *h, const px_tp_watch *w);
+    void (*timer_fini)(const px_tp_host *h, px_tp_watch *w);
+    /* A wake-up another thread may send: cb runs on the context's thread
+     * soon after (several sends may coalesce into one call). */
+    void (*async_init)(const px_tp_host *h, px_tp_watch *w, px_tp_timer_cb cb, void *arg);
+    void (*async_send)(px_tp_watch *w);
+    void (*async_fini)(const px_tp_host *h, px_tp_watch *w);
+    /* This transport's handle of a memory region (what its mem_register
+     * gave), or NULL. */
+    void *(*mr_handle)(const px_tp_host *h, const px_mr *mr);
+} px_tp_host_ops;
+
+struct px_tp_host {
+    const px_tp_host_ops *ops;
+    void *priv;             /* the context's */
+    px_frame_limits limits; /* what a frame's lengths are checked against */
+    uint32_t inline_threshold;
+    /* Nonzero while the current loop pass cannot block (the context is
+     * busy-polling and will poll again): the prepare op need not arm
+     * wake-ups then. Zero when the loop may sleep after the pass. */
+    const int *pass_nonblocking;
+};
+
+/* A line to plexus's log (PX_LOG, px_log_set_hook), at `level`. */
+PX_API void px_tp_log(px_log_level level, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define PX_TP_LOG(level, ...) px_tp_log((level), __FILE__, __LINE__, __VA_ARGS__)
+
+/* ---- the chassis' objects ----------------------------------------------------------- */
+
+/* The common head of an instance: the transport embeds it first in its own
+ * struct and sets it up with px_tpc_init(). Owned by the transport. */
+struct px_tp {
+    const struct px_transport *ops;
+    const px_tp_host *host;
+    /* chassis-private */
+    px_tp_link conns, listeners; /* every one not yet freed */
+    px_tp_link deferred;         /* conns with an event to deliver from the loop */
+    px_tp_link dirty;            /* conns to flush at the end of the iteration */
+    px_tp_link hot;              /* conns poll() services: active recently */
+    px_tp_watch prepare, idle;
+    int in_progress;
+    uint64_t nevents; /* upcalls made: poll()'s measure of activity */
+};
+
+#define PX_TPC_LEND_MAX 3 /* regions a conn may lend to upcalls */
+
+/* The common head of every transport connection; the transport embeds it
+ * first in its own struct and sets it up with px_tpc_conn_init(). Owned
+ * by the transport; freed (conn_free) by the chassis once closed and no
+ * upcall of it is on the stack. */
+struct px_tp_conn {
+    const struct px_transport *ops;
+    px_tp *tp;
+    px_tp_owner owner;
+    /* Bytes received from the peer so far, counted as they arrive (not when
+     * a frame completes): the owner's liveness check reads it. */
+    uint64_t rx_bytes;
+    /* chassis-private */
+    px_tp_fifo sends; /* accepted (PX_TP_QUEUED) and not yet finished, in order */
+    px_tp_link link, defer_link, dirty_link, hot_link, lst_link;
+    px_tp_listener *lst; /* offering listener, until accept/reject */
+    unsigned depth;      /* upcalls of this conn on the stack */
+    unsigned closed : 1, dead : 1, want_room : 1, lent : 1;
+    int defer_event, defer_reason;
+    unsigned idle_polls;
+    uint32_t more_left;
+    struct {
+        const void *base;
+        size_t len;
+    } lendable[PX_TPC_LEND_MAX];
+};
+
+struct px_tp_listener {
+    const struct px_transport *ops;
+    px_tp *tp;
+    px_tp_listen_owner owner;
+    /* chassis-private */
+    px_tp_link link, pending;
+    unsigned depth, closed;
+};
+
+/* ---- the vtable ------------------------------------------------------------------------- */
+
+/* What a transport can do; filled by get_caps. */
+#define PX_TP_CAP_RX_DIRECT    (1u << 0) /* honours rx_assign for large frames */
 #define PX_TP_CAP_ZCOPY_SEND   (1u << 1) /* sends from the caller's buffers */
-#define PX_TP_CAP_REPLY_DIRECT (1u << 2) /* uses px_tp_send.reply (RDMA WRITE) */
-#define PX_TP_CAP_POLL         (1u << 3) /* poll() makes progress without the loop */
+#define PX_TP_CAP_REPLY_DIRECT (1u << 2) /* writes responses into px_tp_send.reply */
 #define PX_TP_CAP_ONE_COPY     (1u << 4) /* large data moves with one copy (CMA, RDMA) */
 
 typedef struct px_tp_caps {
@@ -241,134 +265,300 @@ typedef struct px_tp_caps {
     uint32_t max_iov;    /* data segments per send */
     uint32_t max_inline; /* frames this small go inline/in place */
     uint64_t max_msg;    /* largest data_len */
+    uint32_t rkey_len;   /* bytes rkey_pack writes (0: no remote keys) */
 } px_tp_caps;
 
-/* What the context gives each transport instance; owned by the context. */
-typedef struct px_tp_host {
-    px_ctx *ctx;
-    struct ev_loop *loop;   /* the context's libev loop */
-    px_frame_limits limits; /* decode limits */
-    uint32_t inline_threshold;
-    /* Nonzero while the current loop pass cannot block (the context is
-     * busy-polling and will poll again): a transport's prepare hook need
-     * not arm wake-ups then. Zero when the loop may sleep after the pass:
-     * every wake-up a transport relies on must be armed. */
-    const int *pass_nonblocking;
-} px_tp_host;
+/* send() results besides errors. */
+#define PX_TP_SENT   0 /* done now: the frame was copied, no send_done follows */
+#define PX_TP_QUEUED 1 /* accepted: send_done follows exactly once, in order */
 
-#define PX_TRANSPORT_ABI 1
+#define PX_TRANSPORT_ABI 2
 
-/* The vtable. Mandatory unless marked optional; px_transport_register()
- * refuses a table that lacks one. Every op returns 0 or -PX_E... */
+/* Every op returns 0 (or a count) or -PX_E..., never blocks, and is
+ * mandatory unless marked optional: px_transport_register() refuses a
+ * table that lacks one. "Owner" ops are called by the session layer,
+ * "chassis" ops by px_tpc_* on the transport's behalf. */
 typedef struct px_transport {
     uint32_t abi;               /* PX_TRANSPORT_ABI */
     const char *name;           /* "tcp" */
     const char *const *schemes; /* NULL-terminated: {"tcp", "unix", NULL} */
 
-    /* One instance per context, created lazily on first use. */
+    /* -- the instance -- */
+    /* One per context, created on first use: allocate the transport's
+     * struct (px_tp first), px_tpc_init() it. -PX_ENOMEM, or the
+     * transport's own reason it cannot run here. */
     int (*init)(const px_tp_host *host, px_tp **out);
-    void (*fini)(px_tp *tp); /* all listeners and conns are closed first */
+    /* Every listener and conn was closed first; px_tpc_fini(), then free. */
+    void (*fini)(px_tp *tp);
     void (*get_caps)(px_tp *tp, px_tp_caps *out);
+    /* Check a URI for connect (listener 0) or listen (1) without touching
+     * the network or a resolver: host, port, path, options. 0 or the
+     * error connect()/listen() would give (-PX_EBADHOST, -PX_EBADPORT,
+     * -PX_EBADPATH, -PX_EBADOPT, ...), logged with what is wrong. */
+    int (*check_uri)(const px_uri *uri, int listener);
 
-    /* Bind. NEW_CONN events follow on `obs`. -PX_EADDRINUSE, -PX_EBADOPT... */
-    int (*listen)(px_tp *tp, const px_uri *uri, const px_observer *obs, px_tp_listener **out);
-    /* The bound address as a URI (real port). Returns its length. */
+    /* -- owner: listeners -- */
+    /* Bind; new_conn follows on `owner` for each peer (px_tpc_offer). */
+    int (*listen)(px_tp *tp, const px_uri *uri, const px_tp_listen_owner *owner,
+                  px_tp_listener **out);
+    /* The bound address as a URI (the real port). Returns its length. */
     int (*listener_uri)(px_tp_listener *l, char *buf, size_t len);
-    /* Stop and free; no event follows. Not-yet-accepted conns are closed. */
+    /* Stop at once: no new_conn after this returns; conns offered and not
+     * yet accepted are closed. Then px_tpc_listener_close(). */
     void (*listener_close)(px_tp_listener *l);
 
-    /* Start connecting. CONNECTED or DISCONNECTED follows on `obs`. */
-    int (*connect)(px_tp *tp, const px_uri *uri, const px_observer *obs, px_tp_conn **out);
-    /* Take a NEW_CONN: events now go to `obs`. */
-    int (*accept)(px_tp_conn *c, const px_observer *obs);
-    /* Refuse a NEW_CONN (reason for transports that can carry it); frees it. */
+    /* -- owner: connections -- */
+    /* Start connecting: connected or disconnected follows on `owner`. */
+    int (*connect)(px_tp *tp, const px_uri *uri, const px_tp_owner *owner, px_tp_conn **out);
+    /* Take an offered conn: its upcalls now go to `owner`. -PX_EINVAL when
+     * it is no longer on offer. Starts with px_tpc_accept(). */
+    int (*accept)(px_tp_conn *c, const px_tp_owner *owner);
+    /* Refuse an offered conn (the reason, where the transport can carry
+     * it); it is closed and freed. */
     void (*reject)(px_tp_conn *c, int reason);
-
-    /* Queue a frame. SEND_COMPLETE follows exactly once unless this returns
-     * an error (then nothing follows). Frames leave in call order. */
-    int (*send)(px_tp_conn *c, px_tp_send *req);
-    /* Close and free. Sends still queued complete with -PX_ECLOSED through
-     * SEND_COMPLETE before it returns; no other event follows. May be called
-     * from inside any event of this conn: the transport then frees it once
-     * the upcall has returned and never touches it otherwise. */
-    void (*close)(px_tp_conn *c);
-
+    /* A frame. Returns PX_TP_SENT (copied: the caller's memory is free at
+     * once and no send_done follows), PX_TP_QUEUED (px_tpc_queue()d; it
+     * leaves in call order and send_done follows exactly once), -PX_EAGAIN
+     * (no room now: nothing was taken, and room follows once a retry may
+     * succeed), or another error (nothing was taken). Check it first with
+     * px_tp_send_check(). */
+    int (*send)(px_tp_conn *c, px_tp_send *s);
+    /* Close and stop at once: no upcall is made from inside this call and
+     * none after it. Every send the transport accepted and did not finish
+     * is moved to *unfinished (status -PX_ECLOSED) for the caller to
+     * complete, and the memory they point to is not touched after close
+     * returns (hardware queues included). Safe from inside any upcall of
+     * this conn; the chassis frees it once none is on the stack. Ends with
+     * px_tpc_close(). */
+    void (*close)(px_tp_conn *c, px_tp_fifo *unfinished);
     /* The peer's address as a URI. Returns its length. */
     int (*peer_uri)(px_tp_conn *c, char *buf, size_t len);
-
-    /* Check a URI for connect (listener 0) or listen (listener 1) without
-     * touching the network or the resolver: host, port, path, options.
-     * Returns 0 or the error connect()/listen() would give. */
-    int (*check_uri)(const px_uri *uri, int listener);
-    /* Stop (paused 1) or resume (0) delivering frames of this conn: a frame
-     * being received completes, then no further FRAME/RX_ASSIGN follows
-     * until resumed, and the transport stops reading (the peer meets flow
-     * control). Frames already buffered are delivered after resuming, from
-     * the loop. May be called from inside any upcall of this conn. */
+    /* Stop (1) or resume (0) delivering frames: a frame being received
+     * completes, then no rx_assign/frame follows until resumed and the
+     * transport stops reading (the peer meets flow control); frames
+     * buffered meanwhile are delivered after resuming, from the loop. */
     void (*rx_pause)(px_tp_conn *c, int paused);
 
-    /* Optional. Busy-poll: make progress without sleeping; return the number
-     * of events handled. */
-    int (*poll)(px_tp *tp);
-    /* Optional. Register a region for this transport (RDMA MR, shm segment);
-     * *handle is the transport's. */
-    int (*mem_register)(px_tp *tp, px_mr *mr, void **handle);
+    /* -- chassis: the loop's work for this transport -- */
+    /* Free a conn's / listener's memory (the chassis calls it when none of
+     * its upcalls is on the stack). */
+    void (*conn_free)(px_tp_conn *c);
+    void (*listener_free)(px_tp_listener *l);
+    /* Stop every watcher of a conn whose link is gone (px_tpc_disconnect). */
+    void (*stop_io)(px_tp_conn *c);
+    /* End of iteration, for a conn px_tpc_mark_dirty() named: write what
+     * is queued. 0, or -1 when the conn is gone (an upcall closed it). */
+    int (*flush)(px_tp_conn *c);
+    /* Optional: work px_tpc_defer(c, PX_TPC_KICK, 0) asked for. 0 or -1. */
+    int (*kick)(px_tp_conn *c);
+    /* Optional: busy-poll a conn on the hot list (no syscall where the
+     * transport can avoid one). Returns >0 when something happened, 0
+     * when nothing did, -1 when the conn is gone. */
+    int (*service)(px_tp_conn *c);
+    /* Optional: before the loop may sleep (may_block) or between busy
+     * polls: arm wake-ups, spin. Nonzero keeps the loop from sleeping. */
+    int (*prepare)(px_tp *tp, int may_block);
+
+    /* -- memory (optional, as a set) -- */
+    /* Register a region (an RDMA MR; an shm memfd to share); *handle is
+     * the transport's, found later with host->ops->mr_handle(). Called for
+     * every region of the context, also those made before this instance. */
+    int (*mem_register)(px_tp *tp, const px_mr *mr, void **handle);
     void (*mem_deregister)(px_tp *tp, void *handle);
+    /* Optional, with mem_register: write the remote key of a registered
+     * region (for a descriptor in a frame's ext) / read one back. Returns
+     * bytes written/read, or -PX_ENOSPC / -PX_EPROTO. */
+    int (*rkey_pack)(px_tp *tp, void *handle, void *buf, size_t len);
+    int (*rkey_unpack)(px_tp *tp, const void *buf, size_t len, uint64_t *rkey);
 } px_transport;
 
-/* Add a transport to the registry (thread-safe). Returns 0; -PX_EINVAL for
- * a table missing a mandatory op or with the wrong abi; -PX_EEXIST when one
- * of its schemes is taken. */
-int px_transport_register(const px_transport *ops);
+/* ---- the registry ---------------------------------------------------------------------- */
 
-/* Find the transport serving `scheme`, loading
- * $PX_PLUGIN_DIR/libplexus-<scheme>.so if none is registered. Returns NULL
- * when there is none. */
-const px_transport *px_transport_find(const char *scheme);
+/* Add a transport (thread-safe). Returns 0; -PX_EINVAL for a table missing
+ * a mandatory op or with the wrong abi; -PX_EEXIST when one of its schemes
+ * is taken; -PX_ETOOMANY. */
+PX_API int px_transport_register(const px_transport *ops);
 
-/* As px_transport_find(), with the reason when there is none: returns 0
- * and *out; -PX_ENOTBUILT for a scheme plexus knows but this build lacks
- * (rdma without rdma-core); -PX_EBADSCHEME. Either failure is logged. */
-int px_transport_lookup(const char *scheme, const px_transport **out);
+/* The transport serving `scheme`, loading libplexus-<scheme>.so from
+ * $PX_PLUGIN_DIR (else the installed plugin directory) if none is
+ * registered. Returns 0 and *out; -PX_ENOTBUILT for a scheme plexus knows
+ * but this build lacks (rdma without rdma-core); -PX_EBADSCHEME. Either
+ * failure is logged. */
+PX_API int px_transport_lookup(const char *scheme, const px_transport **out);
+
+/* As px_transport_lookup(), NULL for none, without logging. */
+PX_API const px_transport *px_transport_find(const char *scheme);
 
 /* Parse `uri` and have its transport check it for connect (listener 0) or
- * listen (1), without network or resolver: returns 0 or the URI's error,
- * logged with what is wrong. */
-int px_transport_check_uri(const char *uri, int listener);
+ * listen (1), without network or resolver: 0 or the URI's error, logged
+ * with what is wrong. */
+PX_API int px_transport_check_uri(const char *uri, int listener);
 
 /* Call fn for every registered transport; returns how many. */
-int px_transport_foreach(void (*fn)(const px_transport *ops, void *arg), void *arg);
+PX_API int px_transport_foreach(void (*fn)(const px_transport *ops, void *arg), void *arg);
 
-/* ---- helpers for transports ------------------------------------------------ */
+/* ---- helpers for transports ------------------------------------------------------------- */
 
-/* Check a request given to send(): segments present and adding up to
- * hdr.data_len, at most max_iov of them, a header the peer would accept.
- * Sets hdr.version and hdr.ext_len = 0 (a transport that uses ext sets it
- * after); encoding the header is the transport's, where it writes it.
- * Returns 0; -PX_EINVAL; -PX_ETOOMANY. */
-int px_tp_send_check(px_tp_send *req, uint32_t max_iov);
-
-/* Nonzero when an RX_ASSIGN destination can hold hdr.data_len bytes (every
- * segment with a base). The owner's vector is never trusted blindly. */
-int px_tp_rx_dst_covers(const px_tp_rx *rx);
+/* Check a send: segments present and adding up to hdr.data_len, at most
+ * max_iov of them, a header the peer's decoder would accept. Sets
+ * hdr.version and hdr.ext_len = 0 (a transport that uses ext sets it
+ * after). Returns 0; -PX_EINVAL; -PX_ETOOMANY. */
+PX_API int px_tp_send_check(px_tp_send *s, uint32_t max_iov);
 
 /* Place `len` bytes at the cursor (*idx, *off) of a destination vector and
  * advance it; with src NULL only advance (the bytes were put there by a
  * scatter read). Returns the bytes that did not fit (0 normally). */
-size_t px_iov_put(const px_iov *iov, uint32_t count, uint32_t *idx, size_t *off, const void *src,
-                  size_t len);
+PX_API size_t px_iov_put(const px_iov *iov, uint32_t count, uint32_t *idx, size_t *off,
+                         const void *src, size_t len);
 
 /* Copy a send's application header then its data segments, contiguously,
  * to dst (hdr.hdr_len + hdr.data_len bytes): into a ring, or aside. */
-void px_tp_send_copy_body(const px_tp_send *s, void *dst);
+PX_API void px_tp_send_copy_body(const px_tp_send *s, void *dst);
 
-/* Nonzero when the send's header or data overlaps [lo, lo+size): a send
- * made from an in-place delivery still points into receive memory. */
-int px_tp_send_points_into(const px_tp_send *s, const void *lo, size_t size);
+/* The memory behind a region: its memfd and the offset of px_mr_addr() in
+ * it. Returns 0, or -PX_ENOENT for plain registered memory (no fd). */
+PX_API int px_mr_fd(const px_mr *mr, int *fd, uint64_t *offset);
+/* A number naming the region, unique in this process and never reused (a
+ * peer may cache mappings by it). */
+PX_API uint64_t px_mr_id(const px_mr *mr);
 
-/* For transports: the memory region behind a px_mr. Returns 0, or
- * -PX_ENOENT when it is plain registered memory without an fd. */
-int px_mr_fd(const px_mr *mr, int *fd, uint64_t *offset);
+static inline void px_tp_fifo_push(px_tp_fifo *f, px_tp_send *s)
+{
+    s->tp_next = NULL;
+    if (f->tail)
+        f->tail->tp_next = s;
+    else
+        f->head = s;
+    f->tail = s;
+}
+
+static inline px_tp_send *px_tp_fifo_pop(px_tp_fifo *f)
+{
+    px_tp_send *s = f->head;
+    if (s) {
+        f->head = s->tp_next;
+        if (!f->head)
+            f->tail = NULL;
+        s->tp_next = NULL;
+    }
+    return s;
+}
+
+/* Move all of `from` to the end of `to`. */
+static inline void px_tp_fifo_append(px_tp_fifo *to, px_tp_fifo *from)
+{
+    if (!from->head)
+        return;
+    if (to->tail)
+        to->tail->tp_next = from->head;
+    else
+        to->head = from->head;
+    to->tail = from->tail;
+    from->head = from->tail = NULL;
+}
+
+/* ---- the chassis ------------------------------------------------------------------------------
+ * The rules every transport keeps, in one place. Functions that make an
+ * upcall return -1 when the conn was closed from inside it (it may be
+ * freed: the caller returns at once without touching it), else 0. */
+
+/* The instance: lists and the loop hooks. */
+PX_API void px_tpc_init(px_tp *tp, const px_transport *ops, const px_tp_host *host);
+PX_API void px_tpc_fini(px_tp *tp);
+
+/* A new conn (the transport's struct is zeroed; px_tp_conn first). */
+PX_API void px_tpc_conn_init(px_tp_conn *c, px_tp *tp);
+PX_API void px_tpc_listener_init(px_tp_listener *l, px_tp *tp, const px_tp_listen_owner *owner);
+
+/* Upcalls, with the depth bookkeeping that lets an owner close the conn
+ * from inside any of them. */
+PX_API int px_tpc_connected(px_tp_conn *c);
+PX_API int px_tpc_frame(px_tp_conn *c, px_tp_rx *rx);
+/* rx_assign, checked: the owner's vector must exist and cover the data,
+ * else the conn fails with -PX_ESHORTBUF (its memory is never trusted).
+ * *declined: 1 when the owner wants the frame in place. */
+PX_API int px_tpc_rx_assign(px_tp_conn *c, px_tp_rx *rx, int *declined);
+/* The head of the send FIFO is finished: pop it and make its send_done. */
+PX_API int px_tpc_complete_head(px_tp_conn *c, int status);
+/* The link is gone: stop_io, a send_done(-PX_EDISCONNECTED) for every
+ * queued send, then disconnected(reason). Always -1. */
+PX_API int px_tpc_disconnect(px_tp_conn *c, int reason);
+/* A protocol error: error(reason), then px_tpc_disconnect(). Always -1. */
+PX_API int px_tpc_fail(px_tp_conn *c, int reason);
+
+/* The send FIFO: a send the transport returns PX_TP_QUEUED for. */
+PX_API void px_tpc_queue(px_tp_conn *c, px_tp_send *s);
+/* A send refused with -PX_EAGAIN: room follows (px_tpc_room()). */
+PX_API int px_tpc_refuse(px_tp_conn *c);
+/* There is room again: make the room upcall if a send was refused. */
+PX_API int px_tpc_room(px_tp_conn *c);
+
+/* Work from the loop rather than from inside the owner's call:
+ * PX_TP_EV_CONNECTED, PX_TP_EV_DISCONNECTED (reason), PX_TP_EV_ERROR
+ * (reason, then disconnected) or PX_TPC_KICK (the transport's kick op). */
+#define PX_TP_EV_CONNECTED    1
+#define PX_TP_EV_DISCONNECTED 2
+#define PX_TP_EV_ERROR        3
+#define PX_TPC_KICK           4
+PX_API void px_tpc_defer(px_tp_conn *c, int event, int reason);
+/* Flush the conn at the end of this iteration (the flush op). */
+PX_API void px_tpc_mark_dirty(px_tp_conn *c);
+/* Service the conn on every poll until it has been idle a while. */
+PX_API void px_tpc_mark_hot(px_tp_conn *c);
+/* Take it off the hot list now (it sleeps on its wake-up). */
+PX_API void px_tpc_cool(px_tp_conn *c);
+/* Has the conn been idle on the hot list long enough to cool? (service
+ * ops ask, then cool it when its wake-up is armed.) */
+PX_API int px_tpc_hot_idle(const px_tp_conn *c);
+/* Call fn for every hot conn (a prepare op arming wake-ups, say): fn
+ * returns 1 to keep it hot, 0 to cool it, -1 when it closed it (gone);
+ * the walk stops early when fn returns 2. Returns how many stay hot. */
+PX_API int px_tpc_hot_each(px_tp *tp, int (*fn)(px_tp_conn *c, void *arg), void *arg);
+/* Busy-poll the instance: deferred events, flushes, hot conns. Returns the
+ * events handled. (The context calls it; a transport need not.) */
+PX_API int px_tpc_poll(px_tp *tp);
+/* The `more` hint of the next frame: a count of the complete frames known
+ * to follow, made by count(c) once per batch and counted down. */
+PX_API uint32_t px_tpc_more(px_tp_conn *c, uint32_t (*count)(px_tp_conn *c));
+PX_API void px_tpc_more_reset(px_tp_conn *c);
+
+/* Listeners: offer a conn to the owner (new_conn). Returns -1 when the
+ * listener was closed from inside. */
+PX_API int px_tpc_offer(px_tp_listener *l, px_tp_conn *c);
+/* accept()/reject() bookkeeping: off the offer list, the new owner set.
+ * -PX_EINVAL when the conn is not on offer. */
+PX_API int px_tpc_accept(px_tp_conn *c, const px_tp_owner *owner);
+/* listener_close() bookkeeping: closes every conn still on offer and frees
+ * the listener when no upcall of it is on the stack. */
+PX_API void px_tpc_listener_close(px_tp_listener *l);
+/* close() bookkeeping: moves the unfinished sends out, stops the conn's
+ * chassis work, frees it when no upcall is on the stack. */
+PX_API void px_tpc_close(px_tp_conn *c, px_tp_fifo *unfinished);
+
+/* The lending rule. A transport says once which memory of a conn it
+ * delivers frames from in place (its ring, scratch, its own buffer;
+ * region 0..PX_TPC_LEND_MAX-1, len 0 to drop one), marks a frame as lent
+ * when it delivers one in place (px_tpc_lent), and calls px_tpc_reclaim()
+ * before it reuses any of that memory: the conn is flushed, and every
+ * queued send still pointing into lent memory is copied aside (the send
+ * is re-pointed to the copy, freed at its completion). Never waiting:
+ * two peers that both echo into full buffers would deadlock. Returns 0,
+ * -1 when the conn is gone. */
+PX_API void px_tpc_lendable(px_tp_conn *c, unsigned region, const void *base, size_t len);
+static inline void px_tpc_lent(px_tp_conn *c)
+{
+    c->lent = 1;
+}
+PX_API int px_tpc_reclaim(px_tp_conn *c);
+/* Does a send point into the conn's lendable memory? (For a transport
+ * that must copy such a send before it returns, as shm does for one it
+ * reads by CMA later: px_tpc_bounce().) */
+PX_API int px_tpc_points_into_lent(const px_tp_conn *c, const px_tp_send *s);
+/* Copy a send's header and data aside and re-point it there (freed when
+ * it completes or is returned unfinished). 0 or -PX_ENOMEM. */
+PX_API int px_tpc_bounce(px_tp_send *s);
+/* Free what px_tpc_bounce() made (the chassis does, at completion). */
+PX_API void px_tpc_unbounce(px_tp_send *s);
 
 #ifdef __cplusplus
 }

@@ -6,14 +6,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <stdlib.h>
+
+#include "core/ctx.h"
 #include "core/mem.h"
+#include "plexus/context.h"
 #include "plexus/error.h"
 #include "plexus/transport.h"
 #include "px_check.h"
 
-/* px_mem_* only stores the context pointer, so any address stands in. */
-static int fake_ctx_storage;
-#define CTX ((px_ctx *)&fake_ctx_storage)
+/* One context per test process (Check forks each test). */
+static px_ctx *ctx_get(void)
+{
+    static px_ctx *ctx;
+    if (!ctx)
+        ck_assert_int_eq(px_ctx_create(NULL, &ctx), 0);
+    return ctx;
+}
+#define CTX ctx_get()
 
 START_TEST(register_plain)
 {
@@ -26,6 +36,7 @@ START_TEST(register_plain)
     ck_assert_uint_eq(px_mr_len(mr), 100);
     ck_assert_ptr_eq(mr->ctx, CTX);
     ck_assert_int_eq(mr->fd, -1);
+    ck_assert_uint_ne(px_mr_id(mr), 0);
     ck_assert_ptr_null(mr->tp_handle[0]);
     ck_assert_int_eq(px_mr_fd(mr, &fd, &off), -PX_ENOENT);
     ck_assert_int_eq(fd, 123);
@@ -110,4 +121,74 @@ START_TEST(alloc_bad)
 }
 END_TEST
 
-PX_CHECK_MAIN("mem", register_plain, register_bad, alloc_memfd, alloc_rounding, alloc_bad)
+/* ---- registration with the context's transports ------------------------------ */
+
+/* A transport that only registers memory: it counts, and hands out a
+ * handle of its own per region. */
+static struct {
+    int regs, deregs;
+    void *last_handle;
+} fake;
+
+static int fake_init(const px_tp_host *host, px_tp **out)
+{
+    px_tp *tp = calloc(1, sizeof(*tp));
+    px_tpc_init(tp, NULL, host);
+    *out = tp;
+    return 0;
+}
+static void fake_fini(px_tp *tp)
+{
+    px_tpc_fini(tp);
+    free(tp);
+}
+static int fake_register(px_tp *tp, const px_mr *mr, void **handle)
+{
+    fake.regs++;
+    *handle = (void *)((uintptr_t)px_mr_addr(mr) ^ 0x5a5a);
+    return 0;
+}
+static void fake_deregister(px_tp *tp, void *handle)
+{
+    fake.deregs++;
+    fake.last_handle = handle;
+}
+
+static const px_transport fake_tp = {
+    .abi = PX_TRANSPORT_ABI,
+    .name = "fake",
+    .init = fake_init,
+    .fini = fake_fini,
+    .mem_register = fake_register,
+    .mem_deregister = fake_deregister,
+};
+
+/* A region made before a transport instance exists is registered with it
+ * when it starts; one made after, at once; each transport finds its own
+ * handle; deregistering and freeing give the handles back. */
+START_TEST(registered_with_transports)
+{
+    char buf[256];
+    px_mr *a, *b;
+    void *addr;
+    px_ctx_tp *ctp;
+    ck_assert_int_eq(px_mem_register(CTX, buf, sizeof(buf), &a), 0);
+    ck_assert_int_eq(fake.regs, 0);
+    ck_assert_int_eq(px_ctx_instance(CTX, &fake_tp, &ctp), 0);
+    ck_assert_int_eq(fake.regs, 1);
+    ck_assert_ptr_eq(ctp->host.ops->mr_handle(&ctp->host, a), (void *)((uintptr_t)buf ^ 0x5a5a));
+    ck_assert_int_eq(px_mem_alloc(CTX, 100, &addr, &b), 0);
+    ck_assert_int_eq(fake.regs, 2);
+    ck_assert_ptr_eq(ctp->host.ops->mr_handle(&ctp->host, b), (void *)((uintptr_t)addr ^ 0x5a5a));
+    ck_assert_int_ne(px_mr_id(a), px_mr_id(b));
+    ck_assert_int_eq(px_mem_deregister(a), 0);
+    ck_assert_int_eq(fake.deregs, 1);
+    ck_assert_ptr_eq(fake.last_handle, (void *)((uintptr_t)buf ^ 0x5a5a));
+    ck_assert_int_eq(px_mem_free(b), 0);
+    ck_assert_int_eq(fake.deregs, 2);
+    ck_assert_int_eq(px_ctx_destroy(CTX), 0);
+}
+END_TEST
+
+PX_CHECK_MAIN("mem", register_plain, register_bad, alloc_memfd, alloc_rounding, alloc_bad,
+              registered_with_transports)

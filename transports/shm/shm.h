@@ -14,11 +14,9 @@
  *   shm_pool.c  the shared pool: px_mem_alloc() regions announced to the peer
  *               over the rendezvous socket, mapped and cached per conn
  *
- * Re-entrancy rule (as in tcp): every upcall goes through shm_upcall(),
- * which keeps an in_upcall depth on the conn. close() from inside an upcall
- * only marks the conn closed; the outermost shm_upcall() frees it. A
- * function that made an upcall and got -1 back must return at once without
- * touching the conn.
+ * It includes only the installed plexus headers; the chassis (px_tpc_*)
+ * keeps the upcall, queue and lending discipline. A function that made an
+ * upcall and got -1 back returns at once without touching the conn.
  *
  * Wake-up protocol (per ring, Dekker-style, both sides with a full fence):
  *   consumer going to sleep: cons_sleep = 1; fence; re-read head.
@@ -32,12 +30,11 @@
 #ifndef PX_TRANSPORTS_SHM_SHM_H
 #define PX_TRANSPORTS_SHM_SHM_H
 
-#include <ev.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "core/list.h"
-#include "plexus/transport.h"
+#include <plexus/transport.h>
+
 #include "transports/shm/shm_ring.h"
 
 #define SHM_NAME_MAX    80u          /* shm://name length (abstract socket path limit) */
@@ -50,9 +47,8 @@
 #define SHM_POOL_NSEG   42u         /* (id, off, len) triples in a pool descriptor (ext <= 1 KiB) */
 #define SHM_POOL_MAX    32u         /* regions announced / mapped per conn and direction */
 #define SHM_RX_BATCH    64          /* records per drain before other conns get a turn */
-#define SHM_HOT_IDLE    64          /* empty poll() passes before a conn cools */
 #define SHM_OWN_KEEP    (1u << 20)  /* fallback rx buffer kept up to this size */
-#define SHM_HS_TIMEOUT  10.0        /* seconds for a client to complete the rendezvous */
+#define SHM_HS_TIMEOUT  10000000u   /* us for a client to complete the rendezvous */
 #define SHM_MAGIC       0x6d687370u /* "pshm" */
 #define SHM_VERSION     1u
 
@@ -76,20 +72,10 @@ typedef struct shm_stats {
     uint64_t wakes_sent;                  /* eventfd writes */
 } shm_stats;
 
-/* One instance per context. Owned by the context (init/fini); the conns and
- * listeners it lists are owned by their users until close. */
+/* One instance per context. Owned by the context (init/fini). */
 typedef struct shm_tp {
-    px_tp_host host;   /* a copy: the context's may move */
-    ev_prepare prep;   /* deferred events, flushes, sleep arming: once per iteration */
-    ev_idle idle;      /* keeps the loop from blocking while we have work */
-    px_list deferred;  /* conns with CONNECTED/DISCONNECTED to deliver */
-    px_list work;      /* conns with sends to complete or flush */
-    px_list hot;       /* conns awake: rings checked without a wake-up */
-    px_list conns;     /* every conn not yet freed */
-    px_list listeners; /* every listener not yet freed */
-    int in_progress;   /* shm_progress() is on the stack */
-    uint32_t spin_us;  /* the largest spin_us of any conn */
-    uint64_t nevents;  /* upcalls made, for poll()'s return value */
+    px_tp base;       /* first */
+    uint32_t spin_us; /* the largest spin_us of any conn */
     shm_stats stats;
 } shm_tp;
 
@@ -98,7 +84,7 @@ typedef enum shm_state {
     SHM_CONNECTING, /* client: waiting for the server's reply, or CONNECTED not yet delivered */
     SHM_PENDING,    /* offered by a listener, waiting for accept()/reject() */
     SHM_OPEN,
-    SHM_DEAD, /* DISCONNECTED delivered (or due); waiting for close() */
+    SHM_DEAD, /* disconnected delivered (or due); waiting for close() */
 } shm_state;
 
 typedef enum shm_rx_mode {
@@ -106,23 +92,27 @@ typedef enum shm_rx_mode {
     RX_CHUNKS, /* receiving a chunked frame's data */
 } shm_rx_mode;
 
+/* The regions of a conn the chassis's lending rule watches. */
+enum { LEND_RING = 0, LEND_SCRATCH = 1, LEND_OWN = 2 };
+
 struct shm_listener;
 struct shm_pool;
 
 /* One connection. Owned by the transport: created by connect() or by a
- * listener, freed by close()/reject() (deferred to the outermost upcall).
- * Owns the rendezvous socket, both eventfds and the mapping of the segment
- * (the memfd itself is closed once mapped). Everything the data path needs
- * is allocated here, so it allocates nothing (except a declined large
- * frame's own buffer). */
+ * listener, freed by the chassis (conn_free) once closed. Owns the
+ * rendezvous socket, both eventfds and the mapping of the segment (the
+ * memfd itself is closed once mapped). Everything the data path needs is
+ * allocated here, so it allocates nothing (except a declined large frame's
+ * own buffer, and the copy of a large send made from our receive memory).
+ *
+ * The chassis's send FIFO (base.sends) holds the sends that are not done
+ * at send(): large ones written as a CMA/pool descriptor and awaiting the
+ * peer's ack, and a chunked one being written (always the last). */
 typedef struct shm_conn {
-    px_tp_conn base; /* first: the ops receive &base */
+    px_tp_conn base; /* first */
     shm_tp *tp;
     shm_state state;
-    unsigned in_upcall;
-    unsigned closed : 1;
-    unsigned closing : 1; /* close() is completing queued sends */
-    unsigned in_rx : 1;   /* shm_rx_drain() is on the stack */
+    unsigned in_rx : 1; /* shm_rx_drain() is on the stack */
     unsigned is_server : 1;
     unsigned cma_off : 1;   /* forced off by either side's options */
     unsigned rx_paused : 1; /* the owner asked for no new frames (rx_pause) */
@@ -132,27 +122,18 @@ typedef struct shm_conn {
     uint8_t *seg;           /* the shared mapping */
     size_t seg_len;
     shm_ring tx, rx;
-    ev_io sio, eio;
-    ev_timer hs_timer;
-    px_list link;      /* tp->conns */
-    px_list work_link; /* tp->work */
-    px_list defer_link;
-    px_list hot_link;
-    px_list lst_link; /* listener->pending while HANDSHAKE/PENDING */
+    px_tp_watch sio, eio, hs_timer;
+    px_tp_link hs_link; /* the listener's conns still in the rendezvous */
     struct shm_listener *lst;
-    int defer_ev, defer_reason;
-    unsigned idle_polls;
     pid_t peer_pid;
     uid_t peer_uid;
     char name[SHM_NAME_MAX + 1];
     shm_opts opts;
 
-    /* tx: the caller's requests, linked through tp_next */
-    px_tp_send *txq, *txq_tail;   /* not yet (fully) in the ring */
-    px_tp_send *done, *done_tail; /* in the ring; SEND_COMPLETE due (CMA: after the ack) */
-    uint64_t cma_sent;            /* CMA records written */
-    uint64_t cma_acked;           /* ... acknowledged (validated copy of rx.ctl->acked) */
-    uint32_t rx_pins;             /* queued sends whose memory lies in our rx ring: hold its tail */
+    /* tx */
+    px_tp_send *partial; /* a chunked send not yet fully in the ring (the FIFO's tail) */
+    uint64_t cma_sent;   /* CMA/pool records written */
+    uint64_t cma_acked;  /* ... acknowledged (validated copy of tx.ctl->acked) */
     unsigned cma_warned : 1;
 
     /* rx */
@@ -165,46 +146,40 @@ typedef struct shm_conn {
     px_iov own_iov;
     uint8_t *own;
     size_t own_cap;
-    uint8_t *scratch; /* a chunked frame's prefix, valid until its FRAME */
-    uint32_t more_left;
+    uint8_t *scratch;      /* a chunked frame's prefix, valid until its FRAME */
     uint64_t cma_done;     /* CMA records consumed: published as rx.ctl->acked */
     struct shm_pool *pool; /* shared-pool tables; NULL until first used (shm_pool.c) */
     shm_stats stats;
 } shm_conn;
 
-/* A bound name. Owned by the transport from listen() to listener_close(). */
+/* A bound name. Owned by the transport from listen() to the chassis's
+ * listener_free. */
 typedef struct shm_listener {
     px_tp_listener base; /* first */
     shm_tp *tp;
     int fd;
-    unsigned in_upcall;
-    unsigned closed : 1;
-    ev_io io;
-    ev_timer pause;   /* accept back-off after EMFILE/ENFILE */
-    double warned_at; /* loop time of the last refusal logged (one a second at most) */
-    px_list link;     /* tp->listeners */
-    px_list pending;  /* conns in handshake or offered, not yet accepted/rejected */
+    px_tp_watch io;
+    px_tp_watch pause;     /* accept back-off after EMFILE/ENFILE */
+    double warned_at;      /* time of the last refusal logged (one a second at most) */
+    px_tp_link handshakes; /* conns in the rendezvous (shm_conn.hs_link), not yet offered */
     shm_opts opts;
     char name[SHM_NAME_MAX + 1];
 } shm_listener;
 
+static inline const px_tp_host *shm_host(const shm_conn *c)
+{
+    return c->tp->base.host;
+}
+
 extern const px_transport px_shm_transport;
 
 /* shm.c */
-int shm_upcall(shm_conn *c, int ev, void *data, int *ret);
-/* The link is gone: stop, fail queued sends, deliver DISCONNECTED. Always -1. */
-int shm_disconnect(shm_conn *c, int reason);
-/* A protocol error: ERROR then DISCONNECTED. Always -1. */
-int shm_fail(shm_conn *c, int reason);
-/* The conn has sends to complete or flush: progress it from the loop. */
-void shm_mark_work(shm_conn *c);
-/* The conn is awake: check its rings until it goes back to sleep. */
-void shm_mark_hot(shm_conn *c);
 /* Write the peer's eventfd. */
 void shm_wake_peer(shm_conn *c);
 void shm_conn_opened(shm_conn *c); /* rendezvous done: start the data path */
-/* A protocol error found inside send(): ERROR and DISCONNECTED from the loop. */
-void shm_defer_fail(shm_conn *c, int reason);
+/* The peer is gone (its socket's EOF, a failed CMA read): deliver what it
+ * wrote before, finish what it acked, then disconnect. -1 always. */
+int shm_peer_gone(shm_conn *c, int reason);
 
 /* shm_rdv.c */
 int shm_opts_parse(const px_uri *uri, int listener, shm_opts *out);
@@ -231,24 +206,24 @@ ssize_t shm_rdv_recv_fds(int sock, void *msg, size_t len, int *fds, int max, int
 int shm_err(int e);
 
 /* shm_tx.c */
-int shm_tx_send(px_tp_conn *pc, px_tp_send *req);
-/* Write what fits of the queue into the ring. -1 when the conn is gone. */
-int shm_tx_flush(shm_conn *c);
-/* SEND_COMPLETE for everything written (and acked); -1 when gone. */
+int shm_tx_send(px_tp_conn *pc, px_tp_send *s);
+/* The flush op: go on writing a chunked send, complete what the peer has
+ * acked, and tell a refused owner when there is room. -1 when gone. */
+int shm_tx_flush(px_tp_conn *pc);
+/* Complete the queued sends the peer has acked (refreshing the ack count).
+ * -1 when the conn is gone. */
 int shm_tx_complete(shm_conn *c);
-/* Complete written frames (status 0, CMA ones unacked: `status`), then
- * queued ones with `status`. */
-int shm_tx_fail_all(shm_conn *c, int status);
-/* Is there tx work a wake-up could unblock (queue, unacked CMA)? */
+/* Is there tx work a wake-up could unblock (a partial send, unacked CMA,
+ * a refused owner)? */
 int shm_tx_waiting(const shm_conn *c);
 /* Ask the consumer to wake us; 1 when what we wait for came meanwhile. */
 int shm_tx_arm_wait(shm_conn *c);
+/* Close: sends the peer acked are finished (status 0), the rest not. */
+void shm_tx_close(shm_conn *c, px_tp_fifo *unfinished);
 
 /* shm_rx.c */
 /* Deliver up to a batch of records. Returns records handled, -1 when gone. */
 int shm_rx_drain(shm_conn *c);
-/* The pinned sends have left: release the rx ring held for them. */
-void shm_rx_unpin(shm_conn *c);
 void shm_rx_dst_copy(shm_conn *c, const uint8_t *src, size_t len);
 int shm_rx_own_reserve(shm_conn *c, size_t len);
 

@@ -31,9 +31,6 @@
 #include <string.h>
 #include <sys/uio.h>
 
-#include "core/log.h"
-#include "core/mem.h"
-#include "plexus/error.h"
 #include "transports/shm/shm.h"
 #include "transports/shm/shm_rx.h"
 #include "transports/shm/shm_tx.h"
@@ -62,8 +59,9 @@ static int use_cma(shm_conn *c, const px_tp_send *s)
         return 1;
     if (!c->cma_warned) {
         c->cma_warned = 1;
-        PX_LOGI("shm: conn %s pid %d: large messages go chunked through the ring (CMA %s)", c->name,
-                (int)c->peer_pid, c->cma_off ? "disabled" : "not permitted");
+        PX_TP_LOG(PX_LOG_INFO,
+                  "shm: conn %s pid %d: large messages go chunked through the ring (CMA %s)",
+                  c->name, (int)c->peer_pid, c->cma_off ? "disabled" : "not permitted");
     }
     return 0;
 }
@@ -93,7 +91,7 @@ static int write_pool(shm_conn *c, px_tp_send *s)
         uint64_t base;
         (void)px_mr_fd(v->mr, &fd, &base); /* checked by shm_pool_tx_ready() */
         uint64_t off = base + (uint64_t)((uintptr_t)v->base - (uintptr_t)px_mr_addr(v->mr));
-        shm_pool_seg sg = {v->mr->id, off, v->len};
+        shm_pool_seg sg = {px_mr_id(v->mr), off, v->len};
         memcpy(d, &sg, sizeof sg);
         d += POOL_SEG;
     }
@@ -102,7 +100,7 @@ static int write_pool(shm_conn *c, px_tp_send *s)
     shm_ring_commit(&c->tx, len, SHM_REC_CMA);
     s->tp_priv[3] = ++c->cma_sent;
     c->stats.tx_pool++;
-    PX_LOGD("shm: %s: %u bytes from the shared pool", c->name, s->hdr.data_len);
+    PX_TP_LOG(PX_LOG_DEBUG, "shm: %s: %u bytes from the shared pool", c->name, s->hdr.data_len);
     return 1;
 }
 
@@ -134,7 +132,7 @@ static int write_cma(shm_conn *c, px_tp_send *s)
     shm_ring_commit(&c->tx, len, SHM_REC_CMA);
     s->tp_priv[3] = ++c->cma_sent;
     c->stats.tx_cma++;
-    PX_LOGD("shm: %s: %u bytes by CMA", c->name, s->hdr.data_len);
+    PX_TP_LOG(PX_LOG_DEBUG, "shm: %s: %u bytes by CMA", c->name, s->hdr.data_len);
     return 1;
 }
 
@@ -196,7 +194,7 @@ static int write_chunked(shm_conn *c, px_tp_send *s)
         shm_tx_publish(c);
     }
     c->stats.tx_chunked++;
-    PX_LOGD("shm: %s: %u bytes chunked", c->name, s->hdr.data_len);
+    PX_TP_LOG(PX_LOG_DEBUG, "shm: %s: %u bytes chunked", c->name, s->hdr.data_len);
     return 1;
 }
 
@@ -330,9 +328,10 @@ static int cma_read(pid_t pid, const cma_seg *segs, uint32_t nseg, const px_iov 
 static int cma_error(shm_conn *c, int e)
 {
     if (e == ESRCH)
-        return shm_disconnect(c, -PX_ECONNRESET); /* it died: peer_gone's job, sooner */
-    PX_LOGW("shm: conn %s pid %d: process_vm_readv: %s", c->name, (int)c->peer_pid, strerror(e));
-    return shm_fail(c, e == EPERM ? -PX_EPERM : -PX_EPROTO);
+        return shm_peer_gone(c, -PX_ECONNRESET); /* it died: the socket's EOF says so later */
+    PX_TP_LOG(PX_LOG_WARN, "shm: conn %s pid %d: process_vm_readv: %s", c->name, (int)c->peer_pid,
+              strerror(e));
+    return px_tpc_fail(&c->base, e == EPERM ? -PX_EPERM : -PX_EPROTO);
 }
 
 /* The sender's buffers are free now: ack (before the upcall), deliver. */
@@ -361,7 +360,7 @@ static int rx_pool(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint3
     uint32_t nseg;
     int rc = shm_desc_parse_pool(h, rec + PX_FRAME_HDR_LEN, segs, &nseg);
     if (rc)
-        return shm_fail(c, rc);
+        return px_tpc_fail(&c->base, rc);
     shm_ring_consume(&c->rx, len);
     c->rxf = (px_tp_rx){.hdr = *h, .app_hdr = rec + PX_FRAME_HDR_LEN + h->ext_len};
     int own;
@@ -370,7 +369,7 @@ static int rx_pool(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint3
     /* Mapped after the upcall, copied at once: nothing can evict between. */
     rc = shm_pool_rx_map(c, segs, nseg, src);
     if (rc)
-        return shm_fail(c, rc);
+        return px_tpc_fail(&c->base, rc);
     pool_copy(c, segs, src, nseg);
     c->stats.rx_pool++;
     return bulk_rx_done(c, own);
@@ -381,18 +380,18 @@ int shm_bulk_rx_cma(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint
     cma_seg segs[SHM_CMA_MAX_SEG];
     uint32_t nseg;
     if (len != PX_FRAME_HDR_LEN + (uint64_t)h->ext_len + h->hdr_len)
-        return shm_fail(c, -PX_EPROTO);
+        return px_tpc_fail(&c->base, -PX_EPROTO);
     int flags = shm_desc_flags(h, rec + PX_FRAME_HDR_LEN);
     if (flags < 0)
-        return shm_fail(c, -PX_EPROTO);
+        return px_tpc_fail(&c->base, -PX_EPROTO);
     if (flags == DESC_POOL)
         return rx_pool(c, h, rec, len);
     /* We said whether it may send these; it must have listened. */
     if (__atomic_load_n(&c->rx.ctl->cma_ok, __ATOMIC_RELAXED) != SHM_CMA_YES || c->cma_off)
-        return shm_fail(c, -PX_EPROTO);
+        return px_tpc_fail(&c->base, -PX_EPROTO);
     int rc = shm_desc_parse_cma(h, rec + PX_FRAME_HDR_LEN, segs, &nseg);
     if (rc)
-        return shm_fail(c, rc);
+        return px_tpc_fail(&c->base, rc);
     shm_ring_consume(&c->rx, len);
     c->rxf = (px_tp_rx){.hdr = *h, .app_hdr = rec + PX_FRAME_HDR_LEN + h->ext_len};
     int own;
@@ -409,7 +408,7 @@ int shm_bulk_rx_chunked(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, 
 {
     uint32_t prefix = PX_FRAME_HDR_LEN + h->hdr_len;
     if (h->ext_len || h->data_len == 0 || len != prefix)
-        return shm_fail(c, -PX_EPROTO);
+        return px_tpc_fail(&c->base, -PX_EPROTO);
     /* The ring is released chunk by chunk; app_hdr must last until FRAME. */
     memcpy(c->scratch, rec, prefix);
     shm_ring_consume(&c->rx, len);
@@ -419,7 +418,7 @@ int shm_bulk_rx_chunked(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, 
     if (shm_rx_assign(c, &own) < 0)
         return -1;
     c->rx_mode = RX_CHUNKS;
-    c->more_left = 0;
+    px_tpc_more_reset(&c->base);
     c->dst_own = own;
     return 0;
 }
@@ -427,7 +426,7 @@ int shm_bulk_rx_chunked(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, 
 int shm_bulk_rx_chunk(shm_conn *c, const uint8_t *rec, uint32_t len)
 {
     if (c->rx_mode != RX_CHUNKS || len == 0 || len > c->rx_left)
-        return shm_fail(c, -PX_EPROTO);
+        return px_tpc_fail(&c->base, -PX_EPROTO);
     shm_rx_dst_copy(c, rec, len);
     shm_ring_consume(&c->rx, len);
     shm_rx_release(c);

@@ -34,9 +34,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "core/mem.h"
-#include "plexus/error.h"
 #include "transports/shm/shm.h"
 
 #define POOL_MSG_MAGIC  0x6c6f6f70u /* "pool" */
@@ -98,10 +95,11 @@ static int seg_poolable(const px_iov *v)
     int fd;
     uint64_t off;
     const px_mr *mr = v->mr;
-    if (!mr || mr->id == 0 || px_mr_fd(mr, &fd, &off) != 0)
+    if (!mr || px_mr_fd(mr, &fd, &off) != 0)
         return 0;
-    uintptr_t b = (uintptr_t)v->base, a = (uintptr_t)mr->addr;
-    return b >= a && v->len <= mr->len && b - a <= mr->len - v->len;
+    uintptr_t b = (uintptr_t)v->base, a = (uintptr_t)px_mr_addr(mr);
+    size_t len = px_mr_len(mr);
+    return b >= a && v->len <= len && b - a <= len - v->len;
 }
 
 static pool_tx_ent *tx_find(struct shm_pool *p, uint64_t id)
@@ -139,17 +137,18 @@ static int announce(shm_conn *c, struct shm_pool *p, const px_mr *mr)
     pool_tx_ent *e = tx_slot(c, p, &evict);
     if (!e)
         return -PX_EAGAIN;
-    pool_msg m = {POOL_MSG_MAGIC, POOL_MSG_REGION, mr->id, mr->len, evict};
+    pool_msg m = {POOL_MSG_MAGIC, POOL_MSG_REGION, px_mr_id(mr), px_mr_len(mr), evict};
     int rc = shm_rdv_send_fds(c->sock, &m, sizeof m, &fd, 1);
     if (rc) {
         /* Nothing was delivered (a SEQPACKET message is all or nothing):
          * an evicted slot still names its old region. */
         if (!evict)
             p->ntx--; /* the slot was the new last one */
-        PX_LOGD("shm: %s: announcing a region failed (%s): CMA", c->name, px_strerror(rc));
+        PX_TP_LOG(PX_LOG_DEBUG, "shm: %s: announcing a region failed (%s): CMA", c->name,
+                  px_strerror(rc));
         return rc;
     }
-    e->id = mr->id;
+    e->id = px_mr_id(mr);
     e->last_seq = c->cma_sent + 1;
     c->stats.pool_announced++;
     return 0;
@@ -173,7 +172,7 @@ int shm_pool_tx_ready(shm_conn *c, const px_tp_send *s)
         if (!s->data[i].len)
             continue;
         const px_mr *mr = s->data[i].mr;
-        pool_tx_ent *e = tx_find(p, mr->id);
+        pool_tx_ent *e = tx_find(p, px_mr_id(mr));
         if (e)
             e->last_seq = c->cma_sent + 1;
         else if (announce(c, p, mr) != 0)
@@ -232,8 +231,8 @@ static int rx_adopt(shm_conn *c, struct shm_pool *p, const pool_msg *m, int fd)
         return -PX_EPROTO; /* it could shrink under our copy */
     void *map = mmap(NULL, (size_t)m->size, PROT_READ, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
-        PX_LOGW("shm: conn %s: mapping a %llu-byte region: %s", c->name,
-                (unsigned long long)m->size, strerror(errno));
+        PX_TP_LOG(PX_LOG_WARN, "shm: conn %s: mapping a %llu-byte region: %s", c->name,
+                  (unsigned long long)m->size, strerror(errno));
         return -PX_ENOMEM;
     }
     p->rx[p->nrx++] = (pool_rx_ent){m->id, map, (size_t)m->size};

@@ -34,8 +34,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "plexus/error.h"
 #include "transports/shm/shm.h"
 #include "transports/shm/shm_rdv.h"
 
@@ -64,7 +62,7 @@ static int parse_u32(const char *s, uint32_t max, uint32_t *out)
 
 static int bad_value(const px_uri *uri, const char *k, const char *v)
 {
-    PX_LOGW("shm://%s: option %s=%s has a bad value", uri->path, k, v);
+    PX_TP_LOG(PX_LOG_WARN, "shm://%s: option %s=%s has a bad value", uri->path, k, v);
     return -PX_EBADOPT;
 }
 
@@ -102,9 +100,10 @@ int shm_opts_parse(const px_uri *uri, int listener, shm_opts *out)
         } else if (strcmp(k, "pid") == 0 && !listener) {
             /* peer_uri() output fed back: informational */
         } else {
-            PX_LOGW("shm://%s: unknown option '%s' (known: allow_uid=<uid>|any, cma=0|1, "
-                    "ring=<bytes, power of two>, spin_us=<us>)",
-                    uri->path, k);
+            PX_TP_LOG(PX_LOG_WARN,
+                      "shm://%s: unknown option '%s' (known: allow_uid=<uid>|any, cma=0|1, "
+                      "ring=<bytes, power of two>, spin_us=<us>)",
+                      uri->path, k);
             return -PX_EBADOPT;
         }
     }
@@ -140,8 +139,8 @@ static int check_peer(shm_conn *c)
     if (rc)
         return rc;
     if (!shm_uid_allowed(&c->opts, getuid(), cr.uid)) {
-        PX_LOGW("shm: %s: peer pid %d runs as uid %u, not allowed (see ?allow_uid=)", c->name,
-                (int)cr.pid, (unsigned)cr.uid);
+        PX_TP_LOG(PX_LOG_WARN, "shm: %s: peer pid %d runs as uid %u, not allowed (see ?allow_uid=)",
+                  c->name, (int)cr.pid, (unsigned)cr.uid);
         return -PX_EACCES;
     }
     c->peer_pid = cr.pid;
@@ -300,7 +299,6 @@ static int connect_as(shm_conn *c, uid_t owner)
         return rc;
     }
     c->sock = fd;
-    ev_io_set(&c->sio, c->sock, EV_READ);
     return 0;
 }
 
@@ -542,7 +540,8 @@ int shm_cma_probe(pid_t pid, uint64_t addr)
     ssize_t n = process_vm_readv(pid, &l, 1, &r, 1, 0);
     if (n == (ssize_t)sizeof v)
         return SHM_CMA_YES;
-    PX_LOGI("shm: cannot read pid %d's memory (%s): large messages use the chunked fallback",
-            (int)pid, n < 0 ? strerror(errno) : "short read");
+    PX_TP_LOG(PX_LOG_INFO,
+              "shm: cannot read pid %d's memory (%s): large messages use the chunked fallback",
+              (int)pid, n < 0 ? strerror(errno) : "short read");
     return SHM_CMA_NO;
 }

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "plexus/error.h"
+#include <plexus/error.h>
 
 void shm_ring_init(shm_ring *r, shm_ring_ctl *ctl, uint8_t *data, uint32_t size)
 {

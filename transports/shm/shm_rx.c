@@ -2,27 +2,21 @@
  * up in place.
  *
  * A FRAME record is delivered pointing into the ring; when its data is
- * over inline_threshold the owner is first offered RX_ASSIGN and, if it
+ * over inline_threshold the owner is first offered rx_assign and, if it
  * gives a buffer, the data is copied there. The record is released (tail
- * published) only after the FRAME upcall returns, and not even then while
- * a send made from the upcall still waits in our queue pointing into the
- * ring (rx_pins): the in-place contract holds until those sends are in the
- * other ring. Large frames (CMA, chunked) are in shm_bulk.c.
+ * published) once the frame upcall returns: sends made inside it do not
+ * point into the ring any more by then (send copies a small frame into
+ * the other ring and copies a large one aside; a send the owner holds it
+ * copies aside itself). Large frames (CMA, chunked) are in shm_bulk.c.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
-#include "plexus/error.h"
 #include "transports/shm/shm.h"
 #include "transports/shm/shm_rx.h"
 
-/* Release consumed records unless pinned, and wake a producer waiting for
- * room. */
 void shm_rx_release(shm_conn *c)
 {
-    if (c->rx_pins)
-        return;
     shm_ring_release(&c->rx);
 }
 
@@ -34,23 +28,15 @@ void shm_rx_wake_producer(shm_conn *c)
         shm_wake_peer(c);
 }
 
-void shm_rx_unpin(shm_conn *c)
+static uint32_t count_more(px_tp_conn *pc)
 {
-    if (c->state != SHM_OPEN)
-        return;
-    shm_ring_release(&c->rx);
-    shm_rx_wake_producer(c);
-    shm_mark_hot(c);
-    shm_mark_work(c);
+    shm_conn *c = (shm_conn *)(void *)pc;
+    return shm_ring_count_after(&c->rx, c->rx.pos, 255);
 }
 
 uint32_t shm_rx_more(shm_conn *c)
 {
-    if (c->more_left)
-        c->more_left--;
-    else
-        c->more_left = shm_ring_count_after(&c->rx, c->rx.pos, 255);
-    return c->more_left;
+    return px_tpc_more(&c->base, count_more);
 }
 
 /* Copy `len` bytes into the large frame's destination at the cursor. */
@@ -66,6 +52,7 @@ int shm_rx_own_reserve(shm_conn *c, size_t len)
         free(c->own);
         c->own = malloc(len ? len : 1);
         c->own_cap = c->own ? len : 0;
+        px_tpc_lendable(&c->base, LEND_OWN, c->own, c->own_cap);
         if (!c->own)
             return -PX_ENOMEM;
     }
@@ -75,12 +62,13 @@ int shm_rx_own_reserve(shm_conn *c, size_t len)
 
 void shm_rx_own_trim(shm_conn *c)
 {
-    /* Keep a modest fallback buffer for next time; give back a huge one,
-     * unless a queued send still points into it. */
-    if (c->own_cap > SHM_OWN_KEEP && !c->rx_pins) {
+    /* Keep a modest fallback buffer for next time; give back a huge one
+     * (no send points into it: see the top of this file). */
+    if (c->own_cap > SHM_OWN_KEEP) {
         free(c->own);
         c->own = NULL;
         c->own_cap = 0;
+        px_tpc_lendable(&c->base, LEND_OWN, NULL, 0);
     }
 }
 
@@ -90,17 +78,12 @@ void shm_rx_own_trim(shm_conn *c)
 int shm_rx_assign(shm_conn *c, int *own)
 {
     int declined;
-    if (shm_upcall(c, PX_TP_EV_RX_ASSIGN, &c->rxf, &declined) < 0)
+    if (px_tpc_rx_assign(&c->base, &c->rxf, &declined) < 0)
         return -1;
-    *own = declined != 0;
-    if (!declined) {
-        if (!px_tp_rx_dst_covers(&c->rxf)) {
-            PX_LOGE("shm: RX_ASSIGN gave a buffer shorter than %u bytes", c->rxf.hdr.data_len);
-            return shm_fail(c, -PX_ESHORTBUF);
-        }
-    } else {
+    *own = declined;
+    if (declined) {
         if (shm_rx_own_reserve(c, c->rxf.hdr.data_len) < 0)
-            return shm_fail(c, -PX_ENOMEM);
+            return px_tpc_fail(&c->base, -PX_ENOMEM);
         c->rxf.dst = &c->own_iov;
         c->rxf.dst_count = 1;
     }
@@ -122,7 +105,7 @@ int shm_rx_deliver_assigned(shm_conn *c, int own)
         rx.data = NULL;
     }
     rx.more = shm_rx_more(c);
-    if (shm_upcall(c, PX_TP_EV_FRAME, &rx, NULL) < 0)
+    if (px_tpc_frame(&c->base, &rx) < 0)
         return -1;
     shm_rx_own_trim(c);
     return 0;
@@ -132,20 +115,16 @@ int shm_rx_deliver_assigned(shm_conn *c, int own)
 static int rx_frame(shm_conn *c, const px_frame_hdr *h, const uint8_t *p, uint32_t len)
 {
     if (h->ext_len || len != PX_FRAME_HDR_LEN + (uint64_t)h->hdr_len + h->data_len)
-        return shm_fail(c, -PX_EPROTO);
+        return px_tpc_fail(&c->base, -PX_EPROTO);
     const uint8_t *app = p + PX_FRAME_HDR_LEN, *data = app + h->hdr_len;
     shm_ring_consume(&c->rx, len);
     c->stats.rx_inline++;
     c->rxf = (px_tp_rx){.hdr = *h, .app_hdr = app};
-    if (h->data_len > c->tp->host.inline_threshold) {
+    if (h->data_len > shm_host(c)->inline_threshold) {
         int declined;
-        if (shm_upcall(c, PX_TP_EV_RX_ASSIGN, &c->rxf, &declined) < 0)
+        if (px_tpc_rx_assign(&c->base, &c->rxf, &declined) < 0)
             return -1;
         if (!declined) {
-            if (!px_tp_rx_dst_covers(&c->rxf)) {
-                PX_LOGE("shm: RX_ASSIGN gave a buffer shorter than %u bytes", h->data_len);
-                return shm_fail(c, -PX_ESHORTBUF);
-            }
             c->dst_idx = 0;
             c->dst_off = 0;
             c->rx_left = h->data_len;
@@ -161,7 +140,7 @@ static int rx_frame(shm_conn *c, const px_frame_hdr *h, const uint8_t *p, uint32
     rx.dst = NULL;
     rx.dst_count = 0;
     rx.more = shm_rx_more(c);
-    if (shm_upcall(c, PX_TP_EV_FRAME, &rx, NULL) < 0)
+    if (px_tpc_frame(&c->base, &rx) < 0)
         return -1;
     shm_rx_release(c);
     return 0;
@@ -172,12 +151,13 @@ static int rx_record(shm_conn *c, uint16_t kind, const uint8_t *p, uint32_t len)
     if (kind == SHM_REC_CHUNK)
         return shm_bulk_rx_chunk(c, p, len);
     if (c->rx_mode != RX_RING)
-        return shm_fail(c, -PX_EPROTO); /* a chunked frame was cut short */
+        return px_tpc_fail(&c->base, -PX_EPROTO); /* a chunked frame was cut short */
     px_frame_hdr h;
-    int rc = len < PX_FRAME_HDR_LEN ? -PX_EPROTO
-                                    : px_frame_decode(p, PX_FRAME_HDR_LEN, &c->tp->host.limits, &h);
+    int rc = len < PX_FRAME_HDR_LEN
+                 ? -PX_EPROTO
+                 : px_frame_decode(p, PX_FRAME_HDR_LEN, &shm_host(c)->limits, &h);
     if (rc)
-        return shm_fail(c, rc);
+        return px_tpc_fail(&c->base, rc);
     switch (kind) {
     case SHM_REC_FRAME:
         return rx_frame(c, &h, p, len);
@@ -186,18 +166,18 @@ static int rx_record(shm_conn *c, uint16_t kind, const uint8_t *p, uint32_t len)
     case SHM_REC_CHUNKED:
         return shm_bulk_rx_chunked(c, &h, p, len);
     default:
-        return shm_fail(c, -PX_EPROTO);
+        return px_tpc_fail(&c->base, -PX_EPROTO);
     }
 }
 
 int shm_rx_drain(shm_conn *c)
 {
-    if (c->rx_pins || c->state != SHM_OPEN)
+    if (c->state != SHM_OPEN)
         return 0;
     c->in_rx = 1;
     int n = 0;
     /* Paused, only the rest of a chunked frame in progress is taken. */
-    while (n < SHM_RX_BATCH && !c->rx_pins && (!c->rx_paused || c->rx_mode == RX_CHUNKS)) {
+    while (n < SHM_RX_BATCH && (!c->rx_paused || c->rx_mode == RX_CHUNKS)) {
         uint16_t kind;
         const uint8_t *p;
         uint32_t len;
@@ -206,7 +186,7 @@ int shm_rx_drain(shm_conn *c)
             break;
         if (rc < 0) {
             c->in_rx = 0;
-            return shm_fail(c, rc);
+            return px_tpc_fail(&c->base, rc);
         }
         c->base.rx_bytes += SHM_REC_HDR + (uint64_t)len;
         if (rx_record(c, kind, p, len) < 0)
@@ -217,7 +197,7 @@ int shm_rx_drain(shm_conn *c)
              * (and free their buffers) before the next one, rather than
              * after a whole batch of them. */
             if (shm_ring_nonempty(&c->rx))
-                shm_mark_work(c);
+                px_tpc_mark_dirty(&c->base); /* ...and come back from the loop */
             break;
         }
     }
@@ -225,7 +205,7 @@ int shm_rx_drain(shm_conn *c)
     if (n) {
         shm_rx_wake_producer(c);
         if (n == SHM_RX_BATCH)
-            shm_mark_hot(c);
+            px_tpc_mark_hot(&c->base);
     }
     return n;
 }

@@ -1,47 +1,29 @@
-/* Send: frames are written straight from the caller's buffers into the tx
- * ring (one copy) inside send() when the ring has room and nothing is
- * queued ahead; otherwise the request waits in a FIFO linked through
- * tp_next (no allocation) and is written when the consumer frees room
- * (it writes our eventfd if we advertised prod_wait). SEND_COMPLETE is
- * always delivered later, from the loop hooks; for a CMA frame only once
- * the receiver has acknowledged reading the caller's buffers.
+/* Send: a frame goes straight from the caller's buffers into the tx ring
+ * inside send(). A small one is copied into one record and is done at
+ * once (PX_TP_SENT). A large one is written as a CMA or pool descriptor
+ * and stays in the chassis's send FIFO (PX_TP_QUEUED) until the receiver
+ * acknowledges it has read the caller's memory; where CMA is not
+ * permitted its data follows in chunks as the ring frees up (the conn's
+ * `partial` send, the FIFO's tail). When the ring has no room the send is
+ * refused with -PX_EAGAIN; the consumer writes our eventfd once it frees
+ * room (we advertised prod_wait), and the room upcall follows.
+ *
+ * The lending rule: a large send made from our receive memory would be
+ * read by the peer after we reuse that memory, so it is copied aside
+ * first (px_tpc_bounce). A small one is copied into the ring anyway.
  *
  * Per-request private state (the transport owns these while it holds the
  * request):
- *   tp_priv[0]  mode (low byte: TX_*), TX_HEAD_DONE, TX_PINNED
- *   tp_priv[1]  chunked: data segment index of the cursor; inline and
- *               TX_BOUNCED: the copied body (app header + data)
+ *   tp_priv[0]  mode (low byte: TX_*), TX_HEAD_DONE
+ *   tp_priv[1]  chunked: data segment index of the cursor
  *   tp_priv[2]  chunked: offset in that segment
- *   tp_priv[3]  CMA: the ack count that completes it (0: none needed)
+ *   tp_priv[3]  CMA/pool: the ack count that completes it (0: none needed)
  *   tp_done     chunked: data bytes written
  */
-#include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
-#include "plexus/error.h"
 #include "transports/shm/shm.h"
 #include "transports/shm/shm_tx.h"
-
-static void fifo_push(px_tp_send **head, px_tp_send **tail, px_tp_send *s)
-{
-    s->tp_next = NULL;
-    if (*tail)
-        (*tail)->tp_next = s;
-    else
-        *head = s;
-    *tail = s;
-}
-
-static px_tp_send *fifo_pop(px_tp_send **head, px_tp_send **tail)
-{
-    px_tp_send *s = *head;
-    *head = s->tp_next;
-    if (!*head)
-        *tail = NULL;
-    s->tp_next = NULL;
-    return s;
-}
 
 /* Publish sealed records; wake the consumer if it said it sleeps. */
 void shm_tx_publish(shm_conn *c)
@@ -74,127 +56,85 @@ static int write_inline(shm_conn *c, px_tp_send *s)
     if (rc)
         return rc;
     px_frame_encode(&s->hdr, p);
-    p += PX_FRAME_HDR_LEN;
-    if (s->tp_priv[0] & TX_BOUNCED)
-        memcpy(p, (const void *)(uintptr_t)s->tp_priv[1], len - PX_FRAME_HDR_LEN);
-    else
-        px_tp_send_copy_body(s, p);
+    px_tp_send_copy_body(s, p + PX_FRAME_HDR_LEN);
     shm_ring_commit(&c->tx, len, SHM_REC_FRAME);
     c->stats.tx_inline++;
     return 1;
 }
 
-/* 1: all of it is in the ring; 0: part of it; -PX_EAGAIN: none of it. */
-static int write_one(shm_conn *c, px_tp_send *s)
+/* Room may have come since we last looked: the consumer moved its tail. */
+static int tail_moved(const shm_conn *c)
 {
-    if ((s->tp_priv[0] & TX_MODE) == 0)
-        s->tp_priv[0] |= fits_inline(c, s) ? TX_INLINE : TX_BULK;
-    if ((s->tp_priv[0] & TX_MODE) == TX_INLINE)
-        return write_inline(c, s);
-    return shm_bulk_write(c, s);
+    return __atomic_load_n(&c->tx.ctl->tail, __ATOMIC_ACQUIRE) != c->tx.cached;
 }
 
-/* Does the send point into memory we may reuse once the upcall returns
- * (the rx ring, the prefix scratch, our own rx buffer)? */
-static int points_into_rx(const shm_conn *c, const px_tp_send *s)
+/* No room: ask the consumer to wake us, and have the owner wait for the
+ * room upcall. If room came while we armed, 1: try again now. */
+static int refuse(shm_conn *c)
 {
-    size_t scratch = PX_FRAME_HDR_LEN + PX_FRAME_MAX_EXT + c->tp->host.limits.max_hdr;
-    return px_tp_send_points_into(s, c->rx.data, c->rx.size) ||
-           px_tp_send_points_into(s, c->scratch, scratch) ||
-           px_tp_send_points_into(s, c->own, c->own_cap);
+    if (shm_tx_arm_wait(c))
+        return 1;
+    px_tpc_mark_hot(&c->base); /* the prepare hook keeps the wake-up armed */
+    return px_tpc_refuse(&c->base);
 }
 
-/* Copy an inline frame's body aside so it no longer depends on receive
- * memory. Returns 0, or -PX_ENOMEM. */
-static int bounce(px_tp_send *s)
+/* A large send: a CMA/pool descriptor (queued until acked), or a chunked
+ * frame (queued; maybe `partial`). */
+static int write_bulk(shm_conn *c, px_tp_send *s)
 {
-    size_t body = (size_t)s->hdr.hdr_len + s->hdr.data_len;
-    uint8_t *b = malloc(body ? body : 1);
-    if (!b)
-        return -PX_ENOMEM;
-    px_tp_send_copy_body(s, b);
-    s->tp_priv[1] = (uintptr_t)b;
-    s->tp_priv[0] |= TX_BOUNCED;
-    return 0;
-}
-
-static void bounce_free(px_tp_send *s)
-{
-    if (!(s->tp_priv[0] & TX_BOUNCED))
-        return;
-    free((void *)(uintptr_t)s->tp_priv[1]);
-    s->tp_priv[0] &= ~(uint64_t)TX_BOUNCED;
-}
-
-/* A request that could not be written at once and points into our receive
- * memory (typically a response echoing an in-place request). An inline one
- * is copied aside: holding the receive ring until it leaves would deadlock
- * two peers that both echo into full rings. A large one (rare: in-place
- * deliveries are small) holds the rx ring until it has been written. */
-static void maybe_pin(shm_conn *c, px_tp_send *s)
-{
-    if (!points_into_rx(c, s))
-        return;
-    if ((s->tp_priv[0] & TX_MODE) == 0)
-        s->tp_priv[0] |= fits_inline(c, s) ? TX_INLINE : TX_BULK;
-    if ((s->tp_priv[0] & TX_MODE) == TX_INLINE && bounce(s) == 0) {
+    if (!s->tp_bounce && px_tpc_points_into_lent(&c->base, s)) {
+        int rc = px_tpc_bounce(s);
+        if (rc)
+            return rc;
         c->stats.tx_bounced++;
-        return;
     }
-    s->tp_priv[0] |= TX_PINNED;
-    c->rx_pins++;
+    s->tp_priv[0] = TX_BULK;
+    int rc = shm_bulk_write(c, s);
+    if (rc < 0) {
+        px_tpc_unbounce(s); /* refused: the caller's again */
+        return rc;
+    }
+    px_tpc_queue(&c->base, s);
+    if (rc == 0)
+        c->partial = s;
+    shm_tx_publish(c);
+    return PX_TP_QUEUED;
 }
 
-static void unpin(shm_conn *c, px_tp_send *s)
+int shm_tx_send(px_tp_conn *pc, px_tp_send *s)
 {
-    if (!(s->tp_priv[0] & TX_PINNED))
-        return;
-    s->tp_priv[0] &= ~(uint64_t)TX_PINNED;
-    if (--c->rx_pins == 0)
-        shm_rx_unpin(c);
-}
-
-static void to_done(shm_conn *c, px_tp_send *s)
-{
-    /* A CMA frame is read from the caller's memory until the peer acks it:
-     * one made from our receive memory keeps that memory (the pin) until
-     * then, or the next frame received there would overwrite what the
-     * peer is still to read. */
-    if (!s->tp_priv[3])
-        unpin(c, s);
-    bounce_free(s);
-    fifo_push(&c->done, &c->done_tail, s);
-    shm_mark_work(c);
-    /* Waiting for an ack: the prepare hook must arm prod_wait before the
-     * loop sleeps, which it does for awake conns only. */
-    if (s->tp_priv[3])
-        shm_mark_hot(c);
-}
-
-int shm_tx_flush(shm_conn *c)
-{
-    int wrote = 0;
-    for (int round = 0; c->txq && round < 2; round++) {
-        while (c->txq) {
-            int rc = write_one(c, c->txq);
-            if (rc < 0 && rc != -PX_EAGAIN) {
-                if (wrote)
-                    shm_tx_publish(c);
-                return shm_fail(c, rc);
-            }
-            if (rc == 1 || rc == 0)
-                wrote = 1;
-            if (rc != 1)
-                break;
-            to_done(c, fifo_pop(&c->txq, &c->txq_tail));
-        }
-        if (wrote)
+    shm_conn *c = (shm_conn *)(void *)pc;
+    if (pc->closed)
+        return -PX_ECLOSED;
+    if (c->state == SHM_DEAD)
+        return -PX_EDISCONNECTED;
+    if (c->state != SHM_OPEN)
+        return -PX_ENOTCONN;
+    int rc = px_tp_send_check(s, SHM_MAX_IOV);
+    if (rc)
+        return rc;
+    if (c->partial) /* frames leave in order: behind the one being written */
+        return px_tpc_refuse(pc);
+    s->tp_done = 0;
+    memset(s->tp_priv, 0, sizeof s->tp_priv);
+    int small = fits_inline(c, s);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rc = small ? write_inline(c, s) : write_bulk(c, s);
+        if (rc == PX_TP_QUEUED && !small)
+            return PX_TP_QUEUED;
+        if (rc == 1) {
             shm_tx_publish(c);
-        /* Out of room: ask to be woken; if room came meanwhile, go on. */
-        if (c->txq && !shm_tx_arm_wait(c))
-            break;
+            return PX_TP_SENT;
+        }
+        if (rc != -PX_EAGAIN) {
+            if (rc < 0 && rc != -PX_ENOMEM)
+                px_tpc_defer(pc, PX_TP_EV_ERROR, rc); /* the ring is corrupt */
+            return rc;
+        }
+        if (refuse(c) != 1)
+            return -PX_EAGAIN;
     }
-    return 0;
+    return px_tpc_refuse(pc);
 }
 
 /* Validate and take the peer's CMA ack count. */
@@ -209,44 +149,50 @@ static int refresh_acked(shm_conn *c)
     return 0;
 }
 
+/* A queued send is finished once it is all in the ring and, for a CMA or
+ * pool descriptor, acked. */
+static int finished(const shm_conn *c, const px_tp_send *s)
+{
+    return s != c->partial && s->tp_priv[3] <= c->cma_acked;
+}
+
 int shm_tx_complete(shm_conn *c)
 {
     int rc = refresh_acked(c);
     if (rc)
-        return shm_fail(c, rc);
-    while (c->done && c->done->tp_priv[3] <= c->cma_acked) {
-        px_tp_send *s = fifo_pop(&c->done, &c->done_tail);
-        unpin(c, s);
-        s->status = 0;
-        if (shm_upcall(c, PX_TP_EV_SEND_COMPLETE, s, NULL) < 0)
+        return px_tpc_fail(&c->base, rc);
+    while (c->base.sends.head && finished(c, c->base.sends.head))
+        if (px_tpc_complete_head(&c->base, 0) < 0)
             return -1;
-    }
     return 0;
 }
 
-int shm_tx_fail_all(shm_conn *c, int status)
+int shm_tx_flush(px_tp_conn *pc)
 {
-    (void)refresh_acked(c); /* best effort: what was read is complete */
-    while (c->done) {
-        px_tp_send *s = fifo_pop(&c->done, &c->done_tail);
-        s->status = s->tp_priv[3] <= c->cma_acked ? 0 : status;
-        if (shm_upcall(c, PX_TP_EV_SEND_COMPLETE, s, NULL) < 0)
-            return -1;
+    shm_conn *c = (shm_conn *)(void *)pc;
+    if (c->state != SHM_OPEN)
+        return 0;
+    if (c->partial) {
+        int rc = shm_bulk_write(c, c->partial);
+        if (rc < 0 && rc != -PX_EAGAIN)
+            return px_tpc_fail(pc, rc);
+        if (rc == 1)
+            c->partial = NULL;
+        shm_tx_publish(c);
+        if (c->partial && shm_tx_arm_wait(c))
+            px_tpc_mark_dirty(pc); /* room came meanwhile: go on from the loop */
     }
-    c->rx_pins = 0;
-    while (c->txq) {
-        px_tp_send *s = fifo_pop(&c->txq, &c->txq_tail);
-        bounce_free(s);
-        s->status = status;
-        if (shm_upcall(c, PX_TP_EV_SEND_COMPLETE, s, NULL) < 0)
-            return -1;
-    }
+    if (shm_tx_complete(c) < 0)
+        return -1;
+    if (!c->partial && pc->want_room && tail_moved(c))
+        return px_tpc_room(pc);
     return 0;
 }
 
 int shm_tx_waiting(const shm_conn *c)
 {
-    return c->txq || (c->done && c->done_tail->tp_priv[3] > c->cma_acked);
+    const px_tp_send *tail = c->base.sends.tail;
+    return c->partial || c->base.want_room || (tail && tail->tp_priv[3] > c->cma_acked);
 }
 
 int shm_tx_arm_wait(shm_conn *c)
@@ -254,50 +200,26 @@ int shm_tx_arm_wait(shm_conn *c)
     shm_ring_ctl *ctl = c->tx.ctl;
     __atomic_store_n(&ctl->prod_wait, 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (c->txq && __atomic_load_n(&ctl->tail, __ATOMIC_ACQUIRE) != c->tx.cached)
+    if ((c->partial || c->base.want_room) && tail_moved(c))
         return 1;
     if (c->cma_sent != c->cma_acked &&
         __atomic_load_n(&ctl->acked, __ATOMIC_ACQUIRE) != c->cma_acked) {
-        shm_mark_work(c);
+        px_tpc_mark_dirty(&c->base);
         return 1;
     }
     return 0;
 }
 
-int shm_tx_send(px_tp_conn *pc, px_tp_send *req)
+void shm_tx_close(shm_conn *c, px_tp_fifo *unfinished)
 {
-    shm_conn *c = (shm_conn *)pc;
-    if (c->closed || c->closing)
-        return -PX_ECLOSED;
-    if (c->state == SHM_PENDING || c->state == SHM_HANDSHAKE)
-        return -PX_ENOTCONN;
-    if (c->state == SHM_DEAD)
-        return -PX_EDISCONNECTED;
-    int rc = px_tp_send_check(req, SHM_MAX_IOV);
-    if (rc)
-        return rc;
-    req->tp_next = NULL;
-    req->tp_done = 0;
-    req->status = 0;
-    memset(req->tp_priv, 0, sizeof req->tp_priv);
-    if (c->state == SHM_OPEN && !c->txq) {
-        rc = write_one(c, req);
-        if (rc >= 0)
-            shm_tx_publish(c);
-        if (rc == 1) {
-            if (req->tp_priv[3]) /* CMA: read from its memory until acked */
-                maybe_pin(c, req);
-            to_done(c, req);
-            return 0;
-        }
-        if (rc < 0 && rc != -PX_EAGAIN)
-            shm_defer_fail(c, rc); /* the request fails with the conn */
+    /* What the peer has read is finished: it goes back with status 0. */
+    (void)refresh_acked(c);
+    px_tp_fifo *done = unfinished;
+    while (done && c->base.sends.head && finished(c, c->base.sends.head)) {
+        px_tp_send *s = px_tp_fifo_pop(&c->base.sends);
+        px_tpc_unbounce(s);
+        s->status = 0;
+        px_tp_fifo_push(done, s);
     }
-    fifo_push(&c->txq, &c->txq_tail, req);
-    maybe_pin(c, req);
-    if (c->state == SHM_OPEN) {
-        shm_mark_work(c);
-        shm_mark_hot(c);
-    }
-    return 0;
+    c->partial = NULL;
 }

@@ -6,14 +6,11 @@
 
 /* tp_priv[0] bits */
 #define TX_MODE      0xffu
-#define TX_INLINE    1u
-#define TX_BULK      2u /* not decided yet between the two below */
+#define TX_BULK      2u /* not decided yet between the three below */
 #define TX_CMA       3u
 #define TX_CHUNKED   4u
 #define TX_POOL      5u     /* from announced px_mem_alloc() regions; acked like CMA */
 #define TX_HEAD_DONE 0x100u /* chunked: the CHUNKED head record is written */
-#define TX_PINNED    0x200u /* counted in conn->rx_pins */
-#define TX_BOUNCED   0x400u /* inline: body copied aside, at tp_priv[1] */
 
 /* Publish sealed records and wake the consumer if it sleeps. */
 void shm_tx_publish(shm_conn *c);

@@ -1,9 +1,9 @@
 /* The stream-socket transport: tcp:// and unix://.
  *
  * This file holds the instance, the connection life cycle (listen, connect,
- * accept, reject, close), the upcall discipline and the once-per-iteration
- * hook (an ev_prepare) that delivers deferred events and flushes sends.
- * Receive is in tcp_rx.c, send in tcp_tx.c, addresses in tcp_addr.c.
+ * accept, reject, close) and the socket watcher. Receive is in tcp_rx.c,
+ * send in tcp_tx.c, addresses in tcp_addr.c; upcalls, deferred events, the
+ * end-of-iteration flush and the lending rule are the chassis's.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -11,9 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "plexus/error.h"
-#include "transports/builtin.h"
 #include "transports/tcp/tcp.h"
 
 static tcp_tp *TP(px_tp *p)
@@ -22,159 +19,67 @@ static tcp_tp *TP(px_tp *p)
 }
 static tcp_conn *CONN(px_tp_conn *p)
 {
-    return (tcp_conn *)p;
+    return (tcp_conn *)(void *)p;
 }
 static tcp_listener *LST(px_tp_listener *p)
 {
-    return (tcp_listener *)p;
+    return (tcp_listener *)(void *)p;
 }
 
-/* ---- upcalls and the loop hook ------------------------------------------ */
+/* ---- the socket watcher ---------------------------------------------------------- */
 
-static void conn_free(tcp_conn *c)
+/* Read while open (unless paused with a full ring: tcp_rx.c stops it);
+ * write interest only while connecting or while the socket is full. */
+void tcp_watch(tcp_conn *c)
 {
-    px_list_del(&c->link);
-    free(c->ring);
-    free(c->scratch);
-    free(c->own);
-    free(c);
-}
-
-int tcp_upcall(tcp_conn *c, int ev, void *data, int *ret)
-{
-    c->in_upcall++;
-    c->tp->nevents++;
-    int r = c->base.obs.notify(c->base.obs.self, ev, data);
-    if (ret)
-        *ret = r;
-    if (--c->in_upcall == 0 && c->closed) {
-        conn_free(c);
-        return -1;
-    }
-    return c->closed ? -1 : 0;
-}
-
-/* The prepare watcher runs only while there is work, so an idle loop pays
- * nothing for it. */
-static void arm_prepare(tcp_tp *tp)
-{
-    if (!ev_is_active(&tp->prep))
-        ev_prepare_start(tp->host.loop, &tp->prep);
-}
-
-void tcp_mark_dirty(tcp_conn *c)
-{
-    if (px_list_unlinked(&c->dirty_link)) {
-        px_list_push_back(&c->tp->dirty, &c->dirty_link);
-        arm_prepare(c->tp);
-    }
-}
-
-static void defer_event(tcp_conn *c, int ev, int reason)
-{
-    c->defer_ev = ev;
-    c->defer_reason = reason;
-    px_list_push_back(&c->tp->deferred, &c->defer_link);
-    arm_prepare(c->tp);
-}
-
-static void stop_io(tcp_conn *c)
-{
-    struct ev_loop *loop = c->tp->host.loop;
-    ev_io_stop(loop, &c->rio);
-    ev_io_stop(loop, &c->wio);
-    ev_timer_stop(loop, &c->probe);
-    px_list_del(&c->dirty_link);
-    px_list_del(&c->defer_link);
-    px_list_del(&c->hot_link);
-}
-
-int tcp_disconnect(tcp_conn *c, int reason)
-{
-    c->state = TCP_DEAD;
-    stop_io(c);
-    if (c->fd >= 0) {
-        close(c->fd);
-        c->fd = -1;
-    }
-    /* Queued frames can no longer leave: fail them before the owner hears
-     * of the disconnect, so it sees every send end exactly once. */
-    if (tcp_tx_fail_all(c, -PX_EDISCONNECTED) < 0)
-        return -1;
-    tcp_upcall(c, PX_TP_EV_DISCONNECTED, &reason, NULL);
-    return -1;
-}
-
-int tcp_fail(tcp_conn *c, int reason)
-{
-    PX_LOGD("tcp: conn %p: protocol error %d", (void *)c, reason);
-    if (tcp_upcall(c, PX_TP_EV_ERROR, &reason, NULL) < 0)
-        return -1;
-    return tcp_disconnect(c, reason);
+    if (c->fd < 0)
+        return;
+    int ev = 0;
+    if (c->state == TCP_CONNECTING)
+        ev = PX_TP_WRITE;
+    else if (c->state == TCP_OPEN)
+        ev = (c->rx_paused && c->wr - c->rd > c->ring_mask ? 0 : PX_TP_READ) |
+             (c->want_w ? PX_TP_WRITE : 0);
+    tcp_host(c)->ops->io_set(tcp_host(c), &c->io, ev);
 }
 
 static void conn_open(tcp_conn *c)
 {
     c->state = TCP_OPEN;
-    ev_io_stop(c->tp->host.loop, &c->wio);
-    ev_io_start(c->tp->host.loop, &c->rio);
-    if (c->txq)
-        tcp_mark_dirty(c);
+    tcp_watch(c);
+    if (c->base.sends.head)
+        px_tpc_mark_dirty(&c->base);
 }
 
-static void run_deferred(tcp_conn *c)
+/* connect() finished (from the watcher): tell the owner. */
+static void connect_done(tcp_conn *c)
 {
-    if (c->defer_ev == PX_TP_EV_CONNECTED) {
-        conn_open(c);
-        tcp_upcall(c, PX_TP_EV_CONNECTED, NULL, NULL);
-    } else if (c->defer_ev == TCP_EV_RESUME) {
-        tcp_rx_resume(c);
-    } else {
-        tcp_disconnect(c, c->defer_reason);
-    }
-}
-
-/* Deliver deferred events and flush until neither has work. The lists are
- * popped one conn at a time, so upcalls may close any conn (close unlinks
- * it) or queue more work (picked up by the next round). */
-static void tcp_progress(tcp_tp *tp)
-{
-    tp->in_progress = 1;
-    while (!px_list_empty(&tp->deferred) || !px_list_empty(&tp->dirty)) {
-        px_list *n;
-        while ((n = px_list_pop_front(&tp->deferred)))
-            run_deferred(PX_CONTAINER_OF(n, tcp_conn, defer_link));
-        tcp_tx_flush_dirty(tp);
-    }
-    tp->in_progress = 0;
-    ev_prepare_stop(tp->host.loop, &tp->prep);
-}
-
-static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-    tcp_progress(PX_CONTAINER_OF(w, tcp_tp, prep));
-}
-
-/* ---- connections --------------------------------------------------------- */
-
-static void wio_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    tcp_conn *c = PX_CONTAINER_OF(w, tcp_conn, wio);
-    if (c->state != TCP_CONNECTING) {
-        tcp_tx_flush(c);
-        return;
-    }
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
     if (err) {
-        tcp_disconnect(c, tcp_err(err));
+        px_tpc_disconnect(&c->base, tcp_err(err));
         return;
     }
     conn_open(c);
-    tcp_upcall(c, PX_TP_EV_CONNECTED, NULL, NULL);
+    px_tpc_connected(&c->base);
 }
+
+static void io_cb(px_tp_watch *w, int revents, void *arg)
+{
+    tcp_conn *c = arg;
+    if (c->state == TCP_CONNECTING) {
+        connect_done(c);
+        return;
+    }
+    if ((revents & PX_TP_WRITE) && tcp_tx_flush(&c->base) < 0)
+        return;
+    if ((revents & PX_TP_READ) && !c->in_rx)
+        tcp_rx_read(c);
+}
+
+/* ---- connections ------------------------------------------------------------------ */
 
 static tcp_conn *conn_new(tcp_tp *tp, int fd)
 {
@@ -189,24 +94,43 @@ static tcp_conn *conn_new(tcp_tp *tp, int fd)
         free(c);
         return NULL;
     }
-    c->base.ops = &px_tcp_transport;
-    c->base.tp = (px_tp *)(void *)tp;
+    px_tpc_conn_init(&c->base, &tp->base);
+    px_tpc_lendable(&c->base, LEND_RING, c->ring, tp->ring_size);
+    px_tpc_lendable(&c->base, LEND_SCRATCH, c->scratch, 2 * (size_t)tp->scratch_size);
     c->tp = tp;
     c->fd = fd;
     c->ring_mask = tp->ring_size - 1;
     c->rx_mode = RX_RING;
-    px_list_init(&c->dirty_link);
-    px_list_init(&c->defer_link);
-    px_list_init(&c->hot_link);
-    px_list_init(&c->lst_link);
-    px_list_push_back(&tp->conns, &c->link);
-    ev_io_init(&c->rio, tcp_rx_cb, fd, EV_READ);
-    ev_io_init(&c->wio, wio_cb, fd, EV_WRITE);
-    ev_init(&c->probe, tcp_rx_probe_cb);
+    const px_tp_host *h = tp->base.host;
+    h->ops->io_init(h, &c->io, fd, io_cb, c);
+    h->ops->timer_init(h, &c->probe, tcp_rx_probe_cb, c);
     return c;
 }
 
-static int tcp_connect(px_tp *ptp, const px_uri *uri, const px_observer *obs, px_tp_conn **out)
+static void tcp_conn_free(px_tp_conn *pc)
+{
+    tcp_conn *c = CONN(pc);
+    free(c->ring);
+    free(c->scratch);
+    free(c->own);
+    free(c);
+}
+
+/* The link is gone (px_tpc_disconnect): no more watching, no socket. */
+static void tcp_stop_io(px_tp_conn *pc)
+{
+    tcp_conn *c = CONN(pc);
+    const px_tp_host *h = tcp_host(c);
+    c->state = TCP_DEAD;
+    h->ops->io_fini(h, &c->io);
+    h->ops->timer_stop(h, &c->probe);
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+}
+
+static int tcp_connect(px_tp *ptp, const px_uri *uri, const px_tp_owner *owner, px_tp_conn **out)
 {
     tcp_tp *tp = TP(ptp);
     tcp_sockaddr sa;
@@ -225,66 +149,61 @@ static int tcp_connect(px_tp *ptp, const px_uri *uri, const px_observer *obs, px
         close(fd);
         return -PX_ENOMEM;
     }
-    c->base.obs = *obs;
+    c->base.owner = *owner;
     c->state = TCP_CONNECTING;
     c->peer = sa;
     /* Whatever connect() says, the owner hears it from the loop. */
-    if (connect(fd, &sa.u.sa, sa.len) == 0)
-        defer_event(c, PX_TP_EV_CONNECTED, 0);
-    else if (errno == EINPROGRESS || errno == EINTR)
-        ev_io_start(tp->host.loop, &c->wio);
-    else if (errno == EAGAIN && sa.u.sa.sa_family == AF_UNIX)
-        defer_event(c, PX_TP_EV_DISCONNECTED, -PX_ECONNREFUSED); /* backlog full */
-    else
-        defer_event(c, PX_TP_EV_DISCONNECTED, tcp_err(errno));
+    if (connect(fd, &sa.u.sa, sa.len) == 0) {
+        conn_open(c);
+        px_tpc_defer(&c->base, PX_TP_EV_CONNECTED, 0);
+    } else if (errno == EINPROGRESS || errno == EINTR) {
+        tcp_watch(c);
+    } else if (errno == EAGAIN && sa.u.sa.sa_family == AF_UNIX) {
+        px_tpc_defer(&c->base, PX_TP_EV_DISCONNECTED, -PX_ECONNREFUSED); /* backlog full */
+    } else {
+        px_tpc_defer(&c->base, PX_TP_EV_DISCONNECTED, tcp_err(errno));
+    }
     *out = &c->base;
     return 0;
 }
 
-static int tcp_accept(px_tp_conn *pc, const px_observer *obs)
+static int tcp_accept(px_tp_conn *pc, const px_tp_owner *owner)
 {
     tcp_conn *c = CONN(pc);
-    if (c->state != TCP_PENDING || c->closed)
-        return -PX_EINVAL;
-    px_list_del(&c->lst_link);
-    c->lst = NULL;
-    c->base.obs = *obs;
+    int rc = px_tpc_accept(pc, owner);
+    if (rc < 0)
+        return rc;
     conn_open(c);
     return 0;
 }
 
-static void tcp_close(px_tp_conn *pc)
+static void tcp_close(px_tp_conn *pc, px_tp_fifo *unfinished)
 {
     tcp_conn *c = CONN(pc);
-    if (c->closed)
+    if (pc->closed)
         return;
-    c->closed = 1;
-    px_list_del(&c->lst_link);
-    stop_io(c);
+    const px_tp_host *h = tcp_host(c);
+    h->ops->io_fini(h, &c->io);
+    h->ops->timer_stop(h, &c->probe);
     if (c->fd >= 0) {
         /* Frames still queued will never leave: this is an abort, and the
          * peer should hear so at once (a reset) rather than wait behind
          * data it may have no room to read. A close after the FIN exchange
          * has nothing queued and ends with a plain FIN. */
-        if (c->txq) {
+        if (pc->sends.head) {
             struct linger lg = {.l_onoff = 1, .l_linger = 0};
             (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         }
         close(c->fd);
         c->fd = -1;
     }
-    /* Hold a reference so SEND_COMPLETE upcalls below cannot free us. */
-    c->in_upcall++;
-    if (c->state != TCP_PENDING)
-        tcp_tx_drain_closed(c);
-    if (--c->in_upcall == 0)
-        conn_free(c);
+    px_tpc_close(pc, unfinished);
 }
 
 static void tcp_reject(px_tp_conn *pc, int reason)
 {
     /* A stream socket cannot carry a reason: the peer sees EOF. */
-    tcp_close(pc);
+    tcp_close(pc, NULL);
 }
 
 static int tcp_peer_uri(px_tp_conn *pc, char *buf, size_t len)
@@ -293,40 +212,57 @@ static int tcp_peer_uri(px_tp_conn *pc, char *buf, size_t len)
 }
 
 /* Paused, the reader stops at the next frame boundary (tcp_rx.c); resumed,
- * what was buffered meanwhile is delivered from the loop, never from
- * inside this call. */
+ * what was buffered meanwhile is delivered from the loop (kick), never
+ * from inside this call. */
 static void tcp_rx_pause(px_tp_conn *pc, int paused)
 {
     tcp_conn *c = CONN(pc);
-    if (c->closed || c->rx_paused == (unsigned)!!paused)
+    if (pc->closed || c->rx_paused == (unsigned)!!paused)
         return;
     c->rx_paused = !!paused;
-    if (!paused && c->state == TCP_OPEN && px_list_unlinked(&c->defer_link))
-        defer_event(c, TCP_EV_RESUME, 0);
+    if (!paused && c->state == TCP_OPEN)
+        px_tpc_defer(pc, PX_TPC_KICK, 0);
 }
 
-/* ---- listeners ------------------------------------------------------------ */
-
-static void listener_free(tcp_listener *l)
+/* Busy-poll one conn of the hot list: read it without waiting for the
+ * loop. It cools after a while without bytes; the watcher still sees it. */
+static int tcp_service(px_tp_conn *pc)
 {
-    px_list_del(&l->link);
-    free(l);
+    tcp_conn *c = CONN(pc);
+    if (c->in_rx || c->state != TCP_OPEN)
+        return 0;
+    uint64_t before = pc->rx_bytes;
+    if (tcp_rx_read(c) < 0)
+        return -1;
+    if (pc->rx_bytes != before)
+        return 1;
+    if (px_tpc_hot_idle(pc))
+        px_tpc_cool(pc);
+    return 0;
 }
 
-static void pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+/* ---- listeners ---------------------------------------------------------------------- */
+
+static void tcp_listener_free(px_tp_listener *pl)
 {
-    tcp_listener *l = PX_CONTAINER_OF(w, tcp_listener, pause);
-    ev_io_start(loop, &l->io);
+    free(LST(pl));
+}
+
+static void pause_cb(px_tp_watch *w, void *arg)
+{
+    tcp_listener *l = arg;
+    const px_tp_host *h = l->tp->base.host;
+    h->ops->io_set(h, &l->io, PX_TP_READ);
 }
 
 /* Out of descriptors: the pending connection stays in the backlog and the
  * listener stays readable, so stop watching it briefly instead of spinning. */
 static void accept_backoff(tcp_listener *l, int err)
 {
-    PX_LOGW("tcp: accept: %s; pausing the listener for 100 ms", strerror(err));
-    ev_io_stop(l->tp->host.loop, &l->io);
-    ev_timer_set(&l->pause, 0.1, 0.);
-    ev_timer_start(l->tp->host.loop, &l->pause);
+    const px_tp_host *h = l->tp->base.host;
+    PX_TP_LOG(PX_LOG_WARN, "tcp: accept: %s; pausing the listener for 100 ms", strerror(err));
+    h->ops->io_set(h, &l->io, 0);
+    h->ops->timer_start(h, &l->pause, 100000, 0);
 }
 
 /* Offer one accepted socket. Returns -1 when the listener was closed. */
@@ -335,29 +271,18 @@ static int offer(tcp_listener *l, int fd, const tcp_sockaddr *peer)
     tcp_opts_apply(fd, l->addr.u.sa.sa_family, &l->opts);
     tcp_conn *c = conn_new(l->tp, fd);
     if (!c) {
-        PX_LOGW("tcp: out of memory for an incoming connection");
+        PX_TP_LOG(PX_LOG_WARN, "tcp: out of memory for an incoming connection");
         close(fd);
         return 0;
     }
     c->state = TCP_PENDING;
     c->peer = *peer;
-    c->lst = l;
-    px_list_push_back(&l->pending, &c->lst_link);
-    /* The conn is not touched after this: the owner may accept, reject or
-     * keep it, or close the listener (which closes it). */
-    l->in_upcall++;
-    l->tp->nevents++;
-    l->base.obs.notify(l->base.obs.self, PX_TP_EV_NEW_CONN, &c->base);
-    if (--l->in_upcall == 0 && l->closed) {
-        listener_free(l);
-        return -1;
-    }
-    return l->closed ? -1 : 0;
+    return px_tpc_offer(&l->base, &c->base);
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void accept_cb(px_tp_watch *w, int revents, void *arg)
 {
-    tcp_listener *l = PX_CONTAINER_OF(w, tcp_listener, io);
+    tcp_listener *l = arg;
     for (int i = 0; i < 256; i++) {
         tcp_sockaddr peer;
         peer.len = sizeof peer.u;
@@ -368,7 +293,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                 accept_backoff(l, errno);
             else if (errno != EAGAIN && errno != EWOULDBLOCK)
-                PX_LOGW("tcp: accept: %s", strerror(errno));
+                PX_TP_LOG(PX_LOG_WARN, "tcp: accept: %s", strerror(errno));
             return;
         }
         if (offer(l, fd, &peer) < 0)
@@ -404,7 +329,7 @@ static int bind_listen(int fd, tcp_sockaddr *sa)
     int rc = bind(fd, &sa->u.sa, sa->len);
     if (rc < 0 && errno == EADDRINUSE && sa->u.sa.sa_family == AF_UNIX &&
         unix_stale(sa->u.un.sun_path)) {
-        PX_LOGI("tcp: removing stale socket %s", sa->u.un.sun_path);
+        PX_TP_LOG(PX_LOG_INFO, "tcp: removing stale socket %s", sa->u.un.sun_path);
         unlink(sa->u.un.sun_path);
         rc = bind(fd, &sa->u.sa, sa->len);
     }
@@ -419,7 +344,8 @@ static int bind_listen(int fd, tcp_sockaddr *sa)
     return 0;
 }
 
-static int tcp_listen(px_tp *ptp, const px_uri *uri, const px_observer *obs, px_tp_listener **out)
+static int tcp_listen(px_tp *ptp, const px_uri *uri, const px_tp_listen_owner *owner,
+                      px_tp_listener **out)
 {
     tcp_tp *tp = TP(ptp);
     tcp_listener *l = calloc(1, sizeof *l);
@@ -453,15 +379,12 @@ static int tcp_listen(px_tp *ptp, const px_uri *uri, const px_observer *obs, px_
         l->unix_dev = st.st_dev;
         l->unix_ino = st.st_ino;
     }
-    l->base.ops = &px_tcp_transport;
-    l->base.tp = ptp;
-    l->base.obs = *obs;
+    px_tpc_listener_init(&l->base, ptp, owner);
     l->tp = tp;
-    px_list_init(&l->pending);
-    px_list_push_back(&tp->listeners, &l->link);
-    ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
-    ev_init(&l->pause, pause_cb);
-    ev_io_start(tp->host.loop, &l->io);
+    const px_tp_host *h = ptp->host;
+    h->ops->io_init(h, &l->io, l->fd, accept_cb, l);
+    h->ops->timer_init(h, &l->pause, pause_cb, l);
+    h->ops->io_set(h, &l->io, PX_TP_READ);
     *out = &l->base;
     return 0;
 }
@@ -474,25 +397,21 @@ static int tcp_listener_uri(px_tp_listener *pl, char *buf, size_t len)
 static void tcp_listener_close(px_tp_listener *pl)
 {
     tcp_listener *l = LST(pl);
-    if (l->closed)
+    if (pl->closed)
         return;
-    l->closed = 1;
-    ev_io_stop(l->tp->host.loop, &l->io);
-    ev_timer_stop(l->tp->host.loop, &l->pause);
+    const px_tp_host *h = l->tp->base.host;
+    h->ops->io_fini(h, &l->io);
+    h->ops->timer_stop(h, &l->pause);
     /* Only unlink the file if it is still the socket we created. */
     struct stat st;
     if (l->addr.u.sa.sa_family == AF_UNIX && stat(l->addr.u.un.sun_path, &st) == 0 &&
         st.st_dev == l->unix_dev && st.st_ino == l->unix_ino)
         unlink(l->addr.u.un.sun_path);
     close(l->fd);
-    px_list *n;
-    while ((n = px_list_first(&l->pending)))
-        tcp_close(&PX_CONTAINER_OF(n, tcp_conn, lst_link)->base);
-    if (l->in_upcall == 0)
-        listener_free(l);
+    px_tpc_listener_close(pl);
 }
 
-/* ---- the instance ---------------------------------------------------------- */
+/* ---- the instance -------------------------------------------------------------------- */
 
 static uint32_t pow2_at_least(uint64_t x)
 {
@@ -504,74 +423,36 @@ static uint32_t pow2_at_least(uint64_t x)
 
 static int tcp_init(const px_tp_host *host, px_tp **out)
 {
-    if (!host || !host->loop)
+    if (!host)
         return -PX_EINVAL;
     tcp_tp *tp = calloc(1, sizeof *tp);
     if (!tp)
         return -PX_ENOMEM;
-    tp->host = *host;
+    px_tpc_init(&tp->base, &px_tcp_transport, host);
     /* Every frame delivered in place must fit in the ring twice over, so a
      * full ring always holds a complete frame and reading never stalls. */
     uint64_t small = (uint64_t)PX_FRAME_HDR_LEN + PX_FRAME_MAX_EXT + host->limits.max_hdr +
                      host->inline_threshold;
     tp->scratch_size = (uint32_t)small;
     tp->ring_size = pow2_at_least(small * 2 > TCP_RING_MIN ? small * 2 : TCP_RING_MIN);
-    px_list_init(&tp->deferred);
-    px_list_init(&tp->dirty);
-    px_list_init(&tp->hot);
-    px_list_init(&tp->conns);
-    px_list_init(&tp->listeners);
-    ev_prepare_init(&tp->prep, prepare_cb);
-    *out = (px_tp *)(void *)tp;
+    *out = &tp->base;
     return 0;
 }
 
 static void tcp_fini(px_tp *ptp)
 {
-    tcp_tp *tp = TP(ptp);
-    if (!px_list_empty(&tp->conns) || !px_list_empty(&tp->listeners))
-        PX_LOGE("tcp: fini with connections or listeners still open (leaked)");
-    ev_prepare_stop(tp->host.loop, &tp->prep);
-    free(tp);
+    px_tpc_fini(ptp);
+    free(TP(ptp));
 }
 
 static void tcp_get_caps(px_tp *ptp, px_tp_caps *out)
 {
-    tcp_tp *tp = TP(ptp);
     *out = (px_tp_caps){
-        .flags = PX_TP_CAP_RX_DIRECT | PX_TP_CAP_ZCOPY_SEND | PX_TP_CAP_POLL,
+        .flags = PX_TP_CAP_RX_DIRECT | PX_TP_CAP_ZCOPY_SEND,
         .max_iov = TCP_MAX_IOV,
-        .max_inline = tp->host.inline_threshold,
+        .max_inline = ptp->host->inline_threshold,
         .max_msg = UINT32_MAX,
     };
-}
-
-/* Busy-poll: deliver deferred events, flush, and read the conns that had
- * data recently (a conn cools down after TCP_HOT_IDLE empty reads, so
- * thousands of idle conns cost nothing here; the loop's watchers still
- * catch them). */
-static int tcp_poll(px_tp *ptp)
-{
-    tcp_tp *tp = TP(ptp);
-    if (tp->in_progress)
-        return 0; /* re-entered from an upcall: the outer call finishes the work */
-    uint64_t before = tp->nevents;
-    tcp_progress(tp);
-    px_list todo;
-    px_list_init(&todo);
-    px_list_splice_back(&todo, &tp->hot);
-    px_list *n;
-    while ((n = px_list_pop_front(&todo))) {
-        tcp_conn *c = PX_CONTAINER_OF(n, tcp_conn, hot_link);
-        px_list_push_back(&tp->hot, &c->hot_link);
-        c->idle_polls++; /* tcp_rx_read() resets it when bytes arrive */
-        if (c->in_rx || c->state != TCP_OPEN || tcp_rx_read(c) < 0)
-            continue;
-        if (c->idle_polls >= TCP_HOT_IDLE)
-            px_list_del(&c->hot_link);
-    }
-    tcp_progress(tp);
-    return (int)(tp->nevents - before);
 }
 
 static const char *const tcp_schemes[] = {"tcp", "unix", NULL};
@@ -583,6 +464,7 @@ const px_transport px_tcp_transport = {
     .init = tcp_init,
     .fini = tcp_fini,
     .get_caps = tcp_get_caps,
+    .check_uri = tcp_check_uri,
     .listen = tcp_listen,
     .listener_uri = tcp_listener_uri,
     .listener_close = tcp_listener_close,
@@ -592,7 +474,11 @@ const px_transport px_tcp_transport = {
     .send = tcp_tx_send,
     .close = tcp_close,
     .peer_uri = tcp_peer_uri,
-    .check_uri = tcp_check_uri,
     .rx_pause = tcp_rx_pause,
-    .poll = tcp_poll,
+    .conn_free = tcp_conn_free,
+    .listener_free = tcp_listener_free,
+    .stop_io = tcp_stop_io,
+    .flush = tcp_tx_flush,
+    .kick = tcp_rx_resume,
+    .service = tcp_service,
 };

@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
-#include "plexus/error.h"
 #include "transports/tcp/tcp.h"
 
 int tcp_err(int e)
@@ -68,18 +66,20 @@ int tcp_err(int e)
 static int unix_path_check(const px_uri *uri)
 {
     if (uri->host[0] || uri->port != -1) {
-        PX_LOGW("unix://%s%s%s: the path must be absolute, as in unix:///run/app.sock", uri->host,
-                uri->port != -1 ? ":..." : "", uri->path);
+        PX_TP_LOG(PX_LOG_WARN,
+                  "unix://%s%s%s: the path must be absolute, as in unix:///run/app.sock", uri->host,
+                  uri->port != -1 ? ":..." : "", uri->path);
         return -PX_EBADPATH;
     }
     size_t n = strlen(uri->path);
     if (n == 0) {
-        PX_LOGW("unix://: no socket path given (unix:///run/app.sock)");
+        PX_TP_LOG(PX_LOG_WARN, "unix://: no socket path given (unix:///run/app.sock)");
         return -PX_EBADPATH;
     }
     if (n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-        PX_LOGW("unix://%s: the path is %zu bytes, over the %zu a socket path may have", uri->path,
-                n, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+        PX_TP_LOG(PX_LOG_WARN,
+                  "unix://%s: the path is %zu bytes, over the %zu a socket path may have",
+                  uri->path, n, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
         return -PX_ENAMETOOLONG;
     }
     return 0;
@@ -102,17 +102,18 @@ static int unix_addr(const px_uri *uri, tcp_sockaddr *out)
 static int ip_check(const px_uri *uri, int passive)
 {
     if (!uri->host[0]) {
-        PX_LOGW("tcp://: no host given (tcp://127.0.0.1:7000, tcp://[::1]:7000)");
+        PX_TP_LOG(PX_LOG_WARN, "tcp://: no host given (tcp://127.0.0.1:7000, tcp://[::1]:7000)");
         return -PX_EBADHOST;
     }
     if (uri->port < 0 || uri->port > 65535 || (!passive && uri->port == 0)) {
-        PX_LOGW("tcp://%s: %s", uri->host,
-                uri->port < 0 ? "no port given (tcp://host:port)"
-                              : "port 0 can only be listened on (it picks a free port)");
+        PX_TP_LOG(PX_LOG_WARN, "tcp://%s: %s", uri->host,
+                  uri->port < 0 ? "no port given (tcp://host:port)"
+                                : "port 0 can only be listened on (it picks a free port)");
         return -PX_EBADPORT;
     }
     if (uri->path[0] && strcmp(uri->path, "/") != 0) {
-        PX_LOGW("tcp://%s:%d%s: tcp:// takes no path", uri->host, uri->port, uri->path);
+        PX_TP_LOG(PX_LOG_WARN, "tcp://%s:%d%s: tcp:// takes no path", uri->host, uri->port,
+                  uri->path);
         return -PX_EBADPATH;
     }
     return 0;
@@ -147,7 +148,7 @@ static int ip_addr(const px_uri *uri, int passive, tcp_sockaddr *out)
     struct addrinfo *res = NULL;
     rc = getaddrinfo(uri->host, port, &hints, &res);
     if (rc != 0 || !res) {
-        PX_LOGW("tcp: cannot resolve '%s': %s", uri->host, gai_strerror(rc));
+        PX_TP_LOG(PX_LOG_WARN, "tcp: cannot resolve '%s': %s", uri->host, gai_strerror(rc));
         return rc == EAI_MEMORY ? -PX_ENOMEM : -PX_EBADHOST;
     }
     if (res->ai_addrlen > sizeof out->u) {
@@ -225,12 +226,13 @@ int tcp_opts_parse(const px_uri *uri, tcp_opts *out)
         else
             rc = -PX_EBADOPT;
         if (rc) {
-            PX_LOGW("%s://: option '%s=%s' %s (known: nodelay=0|1, sndbuf=<bytes>, "
-                    "rcvbuf=<bytes>)",
-                    uri->scheme, k, v,
-                    strcmp(k, "nodelay") && strcmp(k, "sndbuf") && strcmp(k, "rcvbuf")
-                        ? "is unknown"
-                        : "has a bad value");
+            PX_TP_LOG(PX_LOG_WARN,
+                      "%s://: option '%s=%s' %s (known: nodelay=0|1, sndbuf=<bytes>, "
+                      "rcvbuf=<bytes>)",
+                      uri->scheme, k, v,
+                      strcmp(k, "nodelay") && strcmp(k, "sndbuf") && strcmp(k, "rcvbuf")
+                          ? "is unknown"
+                          : "has a bad value");
             return rc;
         }
     }

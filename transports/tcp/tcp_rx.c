@@ -19,8 +19,6 @@
 #include <poll.h>
 #include <sys/uio.h>
 
-#include "core/log.h"
-#include "plexus/error.h"
 #include "transports/tcp/tcp.h"
 
 static uint32_t ring_size(const tcp_conn *c)
@@ -50,14 +48,14 @@ static uint32_t le32(const uint8_t *p)
 /* How many complete small frames start at `pos` (at most 255). Reads only
  * the raw length fields: it is a hint for `more`, and a malformed header
  * merely stops the count - px_frame_decode() judges it when its turn comes. */
-static uint32_t count_complete(const tcp_conn *c, uint64_t pos)
+static uint32_t count_complete_at(const tcp_conn *c, uint64_t pos)
 {
     uint32_t n = 0;
     uint8_t h[PX_FRAME_HDR_LEN];
     while (n < 255 && c->wr - pos >= PX_FRAME_HDR_LEN) {
         ring_copy_out(c, pos, h, sizeof h);
         uint64_t data = le32(h + 12);
-        if (data > c->tp->host.inline_threshold)
+        if (data > tcp_host(c)->inline_threshold)
             break;
         uint64_t total = PX_FRAME_HDR_LEN + le16(h + 28) + le16(h + 6) + data;
         if (c->wr - pos < total)
@@ -68,39 +66,30 @@ static uint32_t count_complete(const tcp_conn *c, uint64_t pos)
     return n;
 }
 
-/* `more` for the frame that ends at `end`: a lower bound on the complete
- * frames behind it, counted once per batch and then counted down. */
-static uint32_t more_after(tcp_conn *c, uint64_t end)
+/* `more` for the frame that ends at c->rd: a lower bound on the complete
+ * frames behind it (the chassis counts it once per batch, then down). */
+static uint32_t count_complete(px_tp_conn *pc)
 {
-    if (c->more_left)
-        c->more_left--;
-    else
-        c->more_left = count_complete(c, end);
-    return c->more_left;
+    tcp_conn *c = (tcp_conn *)(void *)pc;
+    return count_complete_at(c, c->rd);
 }
 
-/* The lending rule: bytes handed up in place (ring, scratch, our own
- * buffer) stay valid until the sends made in those upcalls have left.
- * Before any of that memory is reused - the ring by a read, scratch by the
- * next straddled frame or large prefix, our own buffer by the next frame
- * it receives - the queue is flushed, and what the socket will not take
- * now and still points there is copied aside; waiting for it to drain
- * could deadlock two peers that both wait. Returns 0, -1 when the conn
- * failed or closed. */
-static int reclaim_lent(tcp_conn *c)
+/* The lending rule (the chassis's): bytes handed up in place - the ring,
+ * scratch, our own buffer - stay valid until the sends made in those
+ * upcalls have left. Before any of it is reused (the ring by a read,
+ * scratch by the next straddled frame or large prefix, the own buffer by
+ * the next declined frame) the queue is flushed and what still points
+ * there is copied aside. Then nothing points into the own buffer: a huge
+ * one is given back. Returns 0, -1 when the conn is gone. */
+static int reclaim(tcp_conn *c)
 {
-    if (!c->rx_lent)
-        return 0;
-    if (c->txq && tcp_tx_flush(c) < 0)
+    if (px_tpc_reclaim(&c->base) < 0)
         return -1;
-    if (c->txq && tcp_tx_unlend(c) < 0)
-        return tcp_fail(c, -PX_ENOMEM);
-    c->rx_lent = 0;
-    /* Nothing points into our own buffer now: give back a huge one. */
     if (c->own_cap > TCP_OWN_KEEP && c->rx_mode != RX_OWN) {
         free(c->own);
         c->own = NULL;
         c->own_cap = 0;
+        px_tpc_lendable(&c->base, LEND_OWN, NULL, 0);
     }
     return 0;
 }
@@ -112,7 +101,7 @@ static int deliver_in_place(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix,
     uint32_t off = (uint32_t)(c->rd & c->ring_mask);
     const uint8_t *base = c->ring + off;
     if (off + total > ring_size(c)) {
-        if (reclaim_lent(c) < 0) /* scratch may hold the last straddled frame */
+        if (reclaim(c) < 0) /* scratch may hold the last straddled frame */
             return -1;
         ring_copy_out(c, c->rd, c->scratch, total); /* small: fits in scratch */
         base = c->scratch;
@@ -120,15 +109,15 @@ static int deliver_in_place(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix,
     }
     /* Consumed before the upcall; lent until this conn's sends have left. */
     c->rd += total;
-    c->rx_lent = 1;
+    px_tpc_lent(&c->base);
     px_tp_rx rx = {
         .hdr = *h,
         .app_hdr = base + PX_FRAME_HDR_LEN + h->ext_len,
         .data = base + prefix,
-        .more = more_after(c, c->rd),
+        .more = px_tpc_more(&c->base, count_complete),
         .owner_cookie = cookie,
     };
-    return tcp_upcall(c, PX_TP_EV_FRAME, &rx, NULL);
+    return px_tpc_frame(&c->base, &rx);
 }
 
 /* Place `len` bytes (src NULL: already placed by readv) into the large
@@ -148,12 +137,12 @@ static int rx_finish_large(tcp_conn *c)
         rx.dst_count = 0;
     }
     c->rx_mode = RX_RING;
-    c->more_left = 0;
-    rx.more = more_after(c, c->rd);
+    px_tpc_more_reset(&c->base);
+    rx.more = px_tpc_more(&c->base, count_complete);
     /* Its prefix (scratch) and, when declined, its data (our own buffer)
-     * are lent to this upcall: see reclaim_lent(). */
-    c->rx_lent = 1;
-    return tcp_upcall(c, PX_TP_EV_FRAME, &rx, NULL) < 0 ? -1 : 0;
+     * are lent to this upcall: see reclaim(). */
+    px_tpc_lent(&c->base);
+    return px_tpc_frame(&c->base, &rx);
 }
 
 static int own_reserve(tcp_conn *c, size_t len)
@@ -163,6 +152,7 @@ static int own_reserve(tcp_conn *c, size_t len)
     free(c->own);
     c->own = malloc(len);
     c->own_cap = c->own ? len : 0;
+    px_tpc_lendable(&c->base, LEND_OWN, c->own, c->own_cap);
     return c->own ? 0 : -1;
 }
 
@@ -172,20 +162,16 @@ static int rx_begin_large(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix)
      * app_hdr stays valid until FRAME. A response queued from the last
      * large frame may still point at its prefix there (out.header =
      * in.header): reclaim first. */
-    if (reclaim_lent(c) < 0)
+    if (reclaim(c) < 0)
         return -1;
     uint8_t *pre = c->scratch + c->tp->scratch_size; /* not the half a straddled frame may hold */
     ring_copy_out(c, c->rd, pre, prefix);
     c->rx = (px_tp_rx){.hdr = *h, .app_hdr = pre + PX_FRAME_HDR_LEN + h->ext_len};
-    c->more_left = 0;
+    px_tpc_more_reset(&c->base);
     int declined;
-    if (tcp_upcall(c, PX_TP_EV_RX_ASSIGN, &c->rx, &declined) < 0)
+    if (px_tpc_rx_assign(&c->base, &c->rx, &declined) < 0)
         return -1;
     if (!declined) {
-        if (!px_tp_rx_dst_covers(&c->rx)) {
-            PX_LOGE("tcp: RX_ASSIGN gave a buffer shorter than %u bytes", h->data_len);
-            return tcp_fail(c, -PX_ESHORTBUF);
-        }
         c->rx_mode = RX_DIRECT;
     } else {
         uint64_t total = prefix + h->data_len;
@@ -193,7 +179,7 @@ static int rx_begin_large(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix)
         if (c->wr - c->rd >= total && off + total <= ring_size(c))
             return deliver_in_place(c, h, prefix, c->rx.owner_cookie);
         if (own_reserve(c, h->data_len) < 0)
-            return tcp_fail(c, -PX_ENOMEM);
+            return px_tpc_fail(&c->base, -PX_ENOMEM);
         c->own_iov = (px_iov){.base = c->own, .len = h->data_len};
         c->rx.dst = &c->own_iov;
         c->rx.dst_count = 1;
@@ -217,7 +203,7 @@ static int rx_begin_large(tcp_conn *c, const px_frame_hdr *h, uint64_t prefix)
 /* Deliver every complete frame in the ring; start a large one. */
 static int parse(tcp_conn *c)
 {
-    const px_tp_host *host = &c->tp->host;
+    const px_tp_host *host = tcp_host(c);
     while (c->rx_mode == RX_RING && !c->rx_paused && c->wr - c->rd >= PX_FRAME_HDR_LEN) {
         uint64_t avail = c->wr - c->rd;
         uint32_t off = (uint32_t)(c->rd & c->ring_mask);
@@ -230,7 +216,7 @@ static int parse(tcp_conn *c)
         px_frame_hdr h;
         int rc = px_frame_decode(p, PX_FRAME_HDR_LEN, &host->limits, &h);
         if (rc)
-            return tcp_fail(c, rc);
+            return px_tpc_fail(&c->base, rc);
         uint64_t prefix = (uint64_t)PX_FRAME_HDR_LEN + h.ext_len + h.hdr_len;
         if (h.data_len > host->inline_threshold) {
             if (avail < prefix)
@@ -288,9 +274,7 @@ static int dst_iov(const tcp_conn *c, struct iovec *iov, size_t *want)
 static int on_bytes(tcp_conn *c, size_t n)
 {
     c->base.rx_bytes += n;
-    c->idle_polls = 0;
-    if (px_list_unlinked(&c->hot_link))
-        px_list_push_back(&c->tp->hot, &c->hot_link);
+    px_tpc_mark_hot(&c->base); /* a busy-polling context reads it without the loop */
     if (c->rx_mode != RX_RING) {
         size_t d = n < c->rx_left ? n : (size_t)c->rx_left;
         dst_consume(c, NULL, d);
@@ -315,31 +299,30 @@ static int read_paused(tcp_conn *c)
     size_t want = 0;
     int cnt = ring_iov(c, iov, &want);
     if (cnt == 0) {
-        ev_io_stop(c->tp->host.loop, &c->rio);
-        if (!ev_is_active(&c->probe)) {
-            ev_timer_set(&c->probe, 0.25, 0.25);
-            ev_timer_start(c->tp->host.loop, &c->probe);
-        }
+        const px_tp_host *h = tcp_host(c);
+        tcp_watch(c); /* no more reading */
+        if (!h->ops->timer_active(h, &c->probe))
+            h->ops->timer_start(h, &c->probe, 250000, 250000);
         return 0;
     }
     ssize_t n = readv(c->fd, iov, cnt);
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
                    ? 0
-                   : tcp_disconnect(c, tcp_err(errno));
+                   : px_tpc_disconnect(&c->base, tcp_err(errno));
     if (n == 0)
-        return tcp_disconnect(c, -PX_ECONNRESET);
+        return px_tpc_disconnect(&c->base, -PX_ECONNRESET);
     c->base.rx_bytes += (size_t)n;
     c->wr += (size_t)n;
     return 0;
 }
 
-void tcp_rx_probe_cb(struct ev_loop *loop, ev_timer *w, int revents)
+void tcp_rx_probe_cb(px_tp_watch *w, void *arg)
 {
-    tcp_conn *c = PX_CONTAINER_OF(w, tcp_conn, probe);
+    tcp_conn *c = arg;
     struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
     if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
-        tcp_disconnect(c, -PX_ECONNRESET);
+        px_tpc_disconnect(&c->base, -PX_ECONNRESET);
 }
 
 static int read_burst(tcp_conn *c)
@@ -347,26 +330,26 @@ static int read_burst(tcp_conn *c)
     for (int i = 0; i < TCP_READS_BURST; i++) {
         if (c->rx_paused && c->rx_mode == RX_RING)
             return read_paused(c);
-        if (reclaim_lent(c) < 0)
+        if (reclaim(c) < 0)
             return -1;
         struct iovec iov[TCP_RX_IOV + 2];
         size_t want = 0;
         int cnt = c->rx_mode != RX_RING ? dst_iov(c, iov, &want) : 0;
         cnt += ring_iov(c, iov + cnt, &want);
         if (cnt == 0)
-            return tcp_fail(c, -PX_EMSGSIZE); /* cannot happen: see the ring sizing */
+            return px_tpc_fail(&c->base, -PX_EMSGSIZE); /* cannot happen: see the ring sizing */
         ssize_t n = readv(c->fd, iov, cnt);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return 0;
-            return tcp_disconnect(c, tcp_err(errno));
+            return px_tpc_disconnect(&c->base, tcp_err(errno));
         }
         if (n == 0) {
             /* EOF between frames is a clean close; inside one, data is lost. */
             int mid = c->rx_mode != RX_RING || c->wr != c->rd;
-            return tcp_disconnect(c, mid ? -PX_ECONNRESET : -PX_EDISCONNECTED);
+            return px_tpc_disconnect(&c->base, mid ? -PX_ECONNRESET : -PX_EDISCONNECTED);
         }
         if (on_bytes(c, (size_t)n) < 0)
             return -1;
@@ -386,22 +369,17 @@ int tcp_rx_read(tcp_conn *c)
     return 0;
 }
 
-int tcp_rx_resume(tcp_conn *c)
+int tcp_rx_resume(px_tp_conn *pc)
 {
+    tcp_conn *c = (tcp_conn *)(void *)pc;
     if (c->in_rx || c->rx_paused || c->state != TCP_OPEN)
         return 0;
-    ev_timer_stop(c->tp->host.loop, &c->probe);
-    ev_io_start(c->tp->host.loop, &c->rio);
+    const px_tp_host *h = tcp_host(c);
+    h->ops->timer_stop(h, &c->probe);
+    tcp_watch(c);
     c->in_rx = 1;
     if (parse(c) < 0)
         return -1;
     c->in_rx = 0;
     return tcp_rx_read(c);
-}
-
-void tcp_rx_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    tcp_conn *c = PX_CONTAINER_OF(w, tcp_conn, rio);
-    if (!c->in_rx)
-        tcp_rx_read(c);
 }
