@@ -17,6 +17,19 @@ void px_bufpool_init(px_bufpool *bp, size_t cache_limit)
     bp->cache_limit = cache_limit ? cache_limit : BUF_DEFAULT_LIMIT;
     bp->allocs = 0;
     bp->decline = px_fault_mask() & PX_FAULT_BUF_GET;
+    bp->registrar = (px_buf_registrar){0};
+}
+
+void px_bufpool_set_registrar(px_bufpool *bp, const px_buf_registrar *r)
+{
+    bp->registrar = *r;
+}
+
+static void buf_free(px_bufpool *bp, px_buf *b)
+{
+    if (b->mr)
+        bp->registrar.dereg(b->mr);
+    free(b);
 }
 
 void px_bufpool_fini(px_bufpool *bp)
@@ -25,7 +38,7 @@ void px_bufpool_fini(px_bufpool *bp)
         while (bp->free[i]) {
             px_buf *b = bp->free[i];
             bp->free[i] = b->next;
-            free(b);
+            buf_free(bp, b);
         }
     }
     bp->cached_bytes = 0;
@@ -61,6 +74,11 @@ px_buf *px_buf_get(px_bufpool *bp, size_t len)
     b->next = NULL;
     b->cap = cap;
     b->cls = (uint8_t)cls;
+    b->mr = NULL;
+    /* Unregistered it still works: a transport that needs a handle copies. */
+    if (bp->registrar.reg && cap >= bp->registrar.min_len &&
+        bp->registrar.reg(bp->registrar.arg, b->data, cap, &b->mr) < 0)
+        b->mr = NULL;
     return b;
 }
 
@@ -69,7 +87,7 @@ void px_buf_put(px_bufpool *bp, px_buf *b)
     if (b == NULL)
         return;
     if (bp->cache_limit - bp->cached_bytes < b->cap || bp->cached_bytes > bp->cache_limit) {
-        free(b);
+        buf_free(bp, b);
         return;
     }
     b->next = bp->free[b->cls];

@@ -71,6 +71,15 @@ static void on_async(struct ev_loop *loop, ev_async *w, int revents)
         ev_break(loop, EVBREAK_ALL);
 }
 
+/* Large pool buffers are registered regions (see core/buf.h). */
+static int register_pool_buf(void *arg, void *addr, size_t len, px_mr **out)
+{
+    int rc = px_mem_register(arg, addr, len, out);
+    if (rc == 0)
+        (*out)->pooled = 1;
+    return rc;
+}
+
 static void init_host(px_ctx *ctx, px_tp_host *h)
 {
     h->ops = &px_tp_host_table;
@@ -100,6 +109,10 @@ int px_ctx_create(const px_ctx_opts *opts, px_ctx **out)
     }
     ev_set_userdata(ctx->loop, ctx);
     px_bufpool_init(&ctx->bufs, (size_t)ctx->opts.buf_cache_bytes);
+    px_bufpool_set_registrar(&ctx->bufs, &(px_buf_registrar){.min_len = PX_CTX_BUF_REG_MIN,
+                                                             .reg = register_pool_buf,
+                                                             .dereg = px_mem_deregister,
+                                                             .arg = ctx});
     px_list_init(&ctx->regions);
     px_list_init(&ctx->deferred);
     px_list_init(&ctx->posted);
@@ -147,7 +160,8 @@ int px_ctx_destroy(px_ctx *ctx)
     px_list *n;
     while ((n = px_list_pop_front(&ctx->posted)) != NULL)
         free(PX_CONTAINER_OF(n, struct post, link));
-    px_mem_forget_all(ctx);
+    px_mem_forget_all(ctx); /* pool buffers' too: they are freed last */
+
     for (unsigned i = 0; i < ctx->n_tps; i++)
         ctx->tps[i].ops->fini(ctx->tps[i].tp);
     if (ctx->layer_fini)
@@ -330,6 +344,7 @@ int px_ctx_instance(px_ctx *ctx, const px_transport *ops, px_ctx_tp **out)
         return rc;
     }
     slot->ops = ops;
+    ops->get_caps(slot->tp, &slot->caps);
     ctx->n_tps++;
     px_mem_register_with(ctx, slot);
     *out = slot;

@@ -17,6 +17,10 @@
 #include "plexus/transport.h"
 
 #define PX_CTX_MAX_TP 8
+/* Pool buffers this large are registered with the transports (core/buf.h):
+ * the size where one copy costs more than a registration amortised over a
+ * cached buffer's reuses, and where RDMA reads instead of sending inline. */
+#define PX_CTX_BUF_REG_MIN ((size_t)64 << 10)
 
 /* Work to run on the context's thread at the end of the current loop
  * iteration (before the loop sleeps): used to deliver completions outside
@@ -34,6 +38,7 @@ typedef struct px_ctx_tp {
     px_tp *tp;
     px_tp_host host;
     unsigned slot;
+    px_tp_caps caps; /* asked once, when the instance starts */
 } px_ctx_tp;
 
 /* The instance a host table belongs to. */

@@ -79,7 +79,8 @@ void px_mem_forget_all(px_ctx *ctx)
     px_list *n;
     while ((n = px_list_first(&ctx->regions)) != NULL) {
         px_mr *mr = PX_CONTAINER_OF(n, px_mr, link);
-        PX_LOGW("px_ctx_destroy: a region of %zu bytes is still registered", mr->len);
+        if (!mr->pooled)
+            PX_LOGW("px_ctx_destroy: a region of %zu bytes is still registered", mr->len);
         deregister_all(mr);
     }
 }

@@ -21,6 +21,7 @@ struct px_mr {
     size_t len;
     int fd;        /* memfd behind px_mem_alloc() memory, else -1 */
     int allocated; /* made by px_mem_alloc() */
+    int pooled;    /* a buffer pool's (core/buf.h): not the application's to deregister */
     uint64_t id;   /* px_mem_alloc(): unique in this process, never reused (peers cache
                       mappings by it); 0 for px_mem_register() regions */
     void *tp_handle[PX_MR_MAX_TP];

@@ -214,7 +214,7 @@ static int parse_authority_path(span s, uri_out *o, px_uri *u)
     return u->path ? 0 : -PX_EBADURI;
 }
 
-/* shm://name: the name is all there is, and it becomes a file or socket
+/* shm://name and inproc://name: the name is all there is, and it becomes a file or socket
  * name, so it is held to the plain-name charset (no '/', no "..").
  * A name of dots alone would name a directory. */
 static int parse_shm_name(span s, uri_out *o, px_uri *u)
@@ -324,7 +324,7 @@ int px_uri_parse(const char *text, px_uri *out)
     const char *body = sep + 3;
     const char *q = strchr(body, '?');
     span rest = {body, q ? (size_t)(q - body) : strlen(body)};
-    if (strcmp(out->scheme, "shm") == 0)
+    if (strcmp(out->scheme, "shm") == 0 || strcmp(out->scheme, "inproc") == 0)
         rc = parse_shm_name(rest, &o, out);
     else
         rc = parse_authority_path(rest, &o, out);

@@ -1,7 +1,8 @@
 #!/bin/bash
 # test.sh — set up, then every test: the suite in a normal -Werror build,
 # again under AddressSanitizer + UndefinedBehaviorSanitizer, the
-# multi-threaded tests under ThreadSanitizer, and short libFuzzer runs of
+# multi-threaded tests (the context, inproc between threads) under
+# ThreadSanitizer, and short libFuzzer runs of
 # every decoder. Fails on the first failure.
 set -euo pipefail
 
@@ -22,7 +23,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 echo "== multi-threaded tests under ThreadSanitizer"
 "$src/scripts/setup.sh" "$root/tsan" -DCMAKE_BUILD_TYPE=Debug -DPX_SANITIZE=thread \
     -DPX_BUILD_TOOLS=OFF
-TSAN_OPTIONS=halt_on_error=1 ctest --test-dir "$root/tsan" --output-on-failure -R '^test_ctx$' \
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir "$root/tsan" --output-on-failure -R '^(test_ctx|conformance_inproc)$' \
     --timeout 300
 
 echo "== fuzz targets (short bounded runs, clang)"

@@ -519,6 +519,12 @@ static int launch(px_conn *c, px_msg *m)
             c->requests_out++;
             t->send.reply = m->in.iov;
             t->send.reply_count = m->in.iov_count;
+            /* A transport that writes the response straight into these
+             * buffers (an RDMA WRITE) may do so until the response frame
+             * comes: from now on a cancel or timeout waits for it, or for
+             * the connection's end, before the buffers are the app's. */
+            if (m->in.iov_count && (c->ctp->caps.flags & PX_TP_CAP_REPLY_DIRECT))
+                t->rx_into_app = 1;
         }
     } else {
         h->id = ++c->next_sn;

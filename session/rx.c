@@ -457,6 +457,7 @@ static int land_in_pool(px_conn *c, px_task *t, px_tp_rx *rx)
     t->buf = b;
     t->rx_iov.base = b->data;
     t->rx_iov.len = rx->hdr.data_len;
+    t->rx_iov.mr = b->mr; /* registered when it is large: an RDMA READ lands there */
     return 0;
 }
 

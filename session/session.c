@@ -163,6 +163,12 @@ static void redirect(px_conn *c, const char *uri, size_t len)
     px_tp_fifo unfinished = {0};
     c->tp = NULL;
     tp->ops->close(tp, &unfinished);
+    /* Our HELLO arrived (this is its answer), even where the transport had
+     * not yet said so: it is not a failure of the connection, which goes
+     * on at the new address with the same handshake buffer. */
+    for (px_tp_send *s = unfinished.head; s; s = s->tp_next)
+        if (s == &c->hs_send)
+            s->status = 0;
     conn_finish_sends(c, &unfinished);
     conn_start_connect(c, target);
 }

@@ -329,7 +329,9 @@ PX_API int px_release_msg(px_msg *msg);
  * responder that never answers loses it after three keepalive intervals.
  * Your reply buffers (req->in.iov) are yours again once on_msg_error has
  * run: plexus never writes into them afterwards. When the response is
- * already arriving into them, on_msg_error waits until it has landed.
+ * already arriving into them, on_msg_error waits until it has landed; on
+ * a transport that writes responses directly into them (RDMA), it waits
+ * for the response itself or for the connection's end, whichever first.
  * Returns 0; -PX_EALREADY when it completed (or was canceled) already;
  * -PX_EINVAL for a message that is not an outstanding request (one never
  * sent, or a one-way message). */

@@ -16,6 +16,7 @@ extern "C" {
  * scheme://host:port/path?key=value&key=value
  *   tcp://127.0.0.1:7000   tcp://[::1]:0   tcp://localhost:7000
  *   unix:///run/app.sock   shm://name      rdma://10.0.0.1:7000
+ *   inproc://name
  */
 #define PX_URI_MAX      1024
 #define PX_URI_MAX_OPTS 16
@@ -42,11 +43,11 @@ typedef struct px_uri {
  * characters outside [A-Za-z0-9+.-]; stored lower-cased), -PX_EBADHOST
  * (nothing after "://", a port without a host, empty/unbalanced brackets,
  * illegal characters), -PX_EBADPORT (not 1-5 digits for 0..65535),
- * -PX_EBADPATH (shm name not [A-Za-z0-9._-]+, control or '#' characters in
+ * -PX_EBADPATH (shm or inproc name not [A-Za-z0-9._-]+, control or '#' characters in
  * a path), -PX_EBADOPT (empty key, key outside [A-Za-z0-9._-], raw space or
  * control character in a value, too many options, duplicate key; "?" must
- * be followed by an option). For shm:// the name goes to `path`, `host` is
- * "". A bracketed IPv6 host keeps its zone as "addr%zone" (RFC 6874's "%25"
+ * be followed by an option). For shm:// and inproc:// the name goes to `path`,
+ * `host` is "". A bracketed IPv6 host keeps its zone as "addr%zone" (RFC 6874's "%25"
  * accepted). On error `out` holds no strings and n_opts is 0. */
 PX_API int px_uri_parse(const char *text, px_uri *out);
 

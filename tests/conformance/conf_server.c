@@ -12,10 +12,18 @@
  * teardown event) is an "anomaly", reported by CONF_STATS and in the exit
  * status. Exit codes: 0 clean, 2 usage/setup, 3 context destroy failed,
  * 4 sessions never torn down, 5 anomalies.
+ *
+ * Built with CONF_SERVER_EMBED it is a function instead, which the suite
+ * runs on a thread of its own for transports that connect only inside one
+ * process (inproc://): conf_server_main() prints to `out` and returns the
+ * exit code; conf_server_terminate() plays SIGTERM.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +94,8 @@ struct srv {
 /* Completed or dropped requests keep pointing here, so that a late or second
  * completion callback is recognised instead of touching freed memory. */
 static char completed_mark, dropped_mark;
-static volatile sig_atomic_t terminate;
+/* Set by SIGTERM, or by the suite's thread (conf_server_terminate). */
+static atomic_int terminate;
 
 static void anomaly(struct srv *g, const char *fmt, ...)
 {
@@ -646,10 +655,12 @@ static px_session_ops auto_ops;
 
 /* ---- life cycle ---------------------------------------------------------- */
 
+#ifndef CONF_SERVER_EMBED
 static void on_sigterm(int sig)
 {
     terminate = 1;
 }
+#endif
 
 /* px_ctx_stop is not async-signal-safe, so the handler only sets a flag
  * that this timer polls. */
@@ -756,9 +767,27 @@ static int unbind_and_exit(struct srv *g)
     return g->st.anomalies ? 5 : 0;
 }
 
+#ifdef CONF_SERVER_EMBED
+#include "conf_server.h"
+void conf_server_terminate(void)
+{
+    terminate = 1;
+}
+#else
+static int conf_server_main(int argc, char **argv, FILE *out);
 int main(int argc, char **argv)
 {
+    signal(SIGTERM, on_sigterm);
+    return conf_server_main(argc, argv, stdout);
+}
+#endif
+
+int conf_server_main(int argc, char **argv, FILE *out)
+{
     static struct srv g;
+    memset(&g, 0, sizeof(g));
+    terminate = 0;
+    optind = 1;
     char uri[1100];
     /* A server sized for the suite: 1,000 requests held per connection. */
     px_ctx_opts o = {.queue_depth = 4096};
@@ -796,7 +825,6 @@ int main(int argc, char **argv)
     G = &g;
     g.sessions.next = g.sessions.prev = &g.sessions;
     g.abufs.next = g.abufs.prev = &g.abufs;
-    signal(SIGTERM, on_sigterm);
 
     int rc = px_ctx_create(&o, &g.ctx);
     if (rc == 0)
@@ -813,8 +841,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "conf_server: cannot serve %s: %s\n", bind_uri, px_strerror(rc));
         return 2;
     }
-    printf("URI %s\nALT %s\n", uri, g.alt_uri);
-    fflush(stdout);
+    fprintf(out, "URI %s\nALT %s\n", uri, g.alt_uri);
+    fflush(out);
 
     while (!terminate && !g.unbind)
         px_ctx_run(g.ctx);

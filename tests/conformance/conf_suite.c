@@ -5,7 +5,10 @@
  * Each case starts conf_server in its own process, runs the client half
  * here, then stops the server with SIGTERM and requires exit status 0: the
  * server checks the library's side of the contract and, under ASan, that
- * nothing leaked. Every message a case sends carries a state; a second
+ * nothing leaked. For inproc:// (one process only) the server runs on a
+ * thread of the case's process instead, and the cases that need it in
+ * another process (killed, stopped) or speak raw bytes to it are reported
+ * as not applicable. Every message a case sends carries a state; a second
  * completion, or one for a message that was refused, fails the case.
  */
 #ifndef _GNU_SOURCE
@@ -17,6 +20,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +35,7 @@
 #include <plexus/plexus.h>
 
 #include "conf_proto.h"
+#include "conf_server.h"
 #include "raw_link.h"
 #include "transports/shm/shm_ring.h" /* record kinds, for the raw shm peer */
 
@@ -52,10 +57,49 @@ static uint64_t now_ms(void)
 /* ---- the server process ------------------------------------------------- */
 
 struct server {
-    pid_t pid;
+    pid_t pid;             /* 0 when it runs on a thread of ours */
+    pthread_t thread;      /* inproc:// */
     char uri[URI_LEN];     /* as bound, with the real port or path */
     char alt_uri[URI_LEN]; /* the second server, where redirects point */
 };
+
+/* inproc:// connects only inside one process: the server is a thread. */
+static int in_process(void)
+{
+    return strncmp(g_uri, "inproc://", 9) == 0;
+}
+
+struct server_thread_args {
+    const char *argv[16];
+    int argc;
+    FILE *out;
+};
+
+static void *server_thread(void *arg)
+{
+    struct server_thread_args *a = arg;
+    int rc = conf_server_main(a->argc, (char **)a->argv, a->out);
+    fclose(a->out);
+    return (void *)(intptr_t)rc;
+}
+
+/* Wait up to ms for the server thread; 0 and its exit code, or -1. */
+static int server_thread_join(struct server *sv, int ms, int *code)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += ms / 1000;
+    dl.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    void *ret;
+    if (pthread_timedjoin_np(sv->thread, &ret, &dl) != 0)
+        return -1;
+    *code = (int)(intptr_t)ret;
+    return 0;
+}
 
 static void subst_pid(const char *in, pid_t pid, char *out, size_t len)
 {
@@ -84,10 +128,38 @@ static void read_tagged_line(int fd, const char *tag, char *out)
 
 /* Start conf_server with extra options (NULL-terminated, may be NULL) and,
  * when `fault` is set, PX_FAULT=fault in its environment. */
+static void server_start_thread(struct server *sv, const char *const *extra, const char *fault,
+                                int out_fd)
+{
+    static struct server_thread_args a;
+    static char uri[URI_LEN];
+    subst_pid(g_uri, getpid(), uri, sizeof(uri));
+    a.argc = 0;
+    a.argv[a.argc++] = "conf_server";
+    a.argv[a.argc++] = uri;
+    for (; extra && *extra && a.argc < 15; extra++)
+        a.argv[a.argc++] = *extra;
+    a.argv[a.argc] = NULL;
+    a.out = fdopen(out_fd, "w");
+    ck_assert_ptr_nonnull(a.out);
+    if (fault) /* read when the server's context is made; unset once it is */
+        setenv("PX_FAULT", fault, 1);
+    sv->pid = 0;
+    ck_assert_int_eq(pthread_create(&sv->thread, NULL, server_thread, &a), 0);
+}
+
 static void server_start_with(struct server *sv, const char *const *extra, const char *fault)
 {
     int p[2];
     ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    if (in_process()) {
+        server_start_thread(sv, extra, fault, p[1]);
+        read_tagged_line(p[0], "URI ", sv->uri);
+        read_tagged_line(p[0], "ALT ", sv->alt_uri);
+        close(p[0]);
+        unsetenv("PX_FAULT");
+        return;
+    }
     sv->pid = fork();
     ck_assert_int_ge(sv->pid, 0);
     if (sv->pid == 0) {
@@ -124,6 +196,15 @@ static void server_cleanup_path(const struct server *sv);
 static void server_expect_exit(struct server *sv, int ms)
 {
     int status;
+    if (!sv->pid) {
+        ck_assert_msg(server_thread_join(sv, ms, &status) == 0,
+                      "conf_server did not return by itself within %d ms", ms);
+        ck_assert_msg(status == 0,
+                      "conf_server returned %d: 3: px_ctx_destroy failed, 4: sessions never torn "
+                      "down, 5: anomalies",
+                      status);
+        return;
+    }
     if (wait_exit(sv->pid, ms, &status) != 0) {
         kill(sv->pid, SIGKILL);
         waitpid(sv->pid, &status, 0);
@@ -164,6 +245,16 @@ static int wait_exit(pid_t pid, int ms, int *status)
 static void server_stop(struct server *sv)
 {
     int status;
+    if (!sv->pid) {
+        conf_server_terminate();
+        ck_assert_msg(server_thread_join(sv, 15000, &status) == 0,
+                      "conf_server did not return within 15 s of being told to stop");
+        ck_assert_msg(status == 0,
+                      "conf_server returned %d (3: ctx destroy failed, 4: sessions never torn "
+                      "down, 5: contract anomalies — see stderr)",
+                      status);
+        return;
+    }
     kill(sv->pid, SIGTERM);
     if (wait_exit(sv->pid, 15000, &status) != 0) {
         kill(sv->pid, SIGKILL);
@@ -2381,12 +2472,31 @@ START_TEST(server_unbind_destroy)
 }
 END_TEST
 
-static void add_case(Suite *s, const char *name, const TTest *fn, int timeout)
+/* What a case needs beyond a server to talk to. */
+enum needs {
+    N_ANY = 0,
+    N_PROCESS = 1, /* the server (or a second client) in a process it kills or stops */
+    N_WIRE = 2,    /* raw bytes to or from the server: a transport with a wire */
+};
+
+static void add_case_needing(Suite *s, const char *name, const TTest *fn, int timeout,
+                             unsigned needs)
 {
+    if (in_process() && needs) {
+        fprintf(stderr, "conformance: %s: not applicable to %s (%s)\n", name, g_uri,
+                needs & N_PROCESS ? "it needs a peer in another process"
+                                  : "it speaks raw bytes, and inproc has no wire");
+        return;
+    }
     TCase *tc = tcase_create(name);
     tcase_set_timeout(tc, timeout);
     tcase_add_test(tc, fn);
     suite_add_tcase(s, tc);
+}
+
+static void add_case(Suite *s, const char *name, const TTest *fn, int timeout)
+{
+    add_case_needing(s, name, fn, timeout, N_ANY);
 }
 
 int main(int argc, char **argv)
@@ -2412,24 +2522,24 @@ int main(int argc, char **argv)
     add_case(s, "graceful_teardown", graceful_teardown, 30);
     add_case(s, "abrupt_disconnect", abrupt_disconnect, 30);
     add_case(s, "assign_data_in_buf", assign_data_in_buf, 60);
-    add_case(s, "server_killed", server_killed, 60);
-    add_case(s, "client_killed", client_killed, 60);
-    add_case(s, "peer_hung", peer_hung, 30);
-    add_case(s, "bad_frames", bad_frames, 60);
+    add_case_needing(s, "server_killed", server_killed, 60, N_PROCESS);
+    add_case_needing(s, "client_killed", client_killed, 60, N_PROCESS);
+    add_case_needing(s, "peer_hung", peer_hung, 30, N_PROCESS);
+    add_case_needing(s, "bad_frames", bad_frames, 60, N_WIRE);
     add_case(s, "pipelined_large_echo", pipelined_large_echo, 180);
     add_case(s, "echo_without_pool_buffers", echo_without_pool_buffers, 180);
-    add_case(s, "keepalive_slow_link", keepalive_slow_link, 60);
+    add_case_needing(s, "keepalive_slow_link", keepalive_slow_link, 60, N_WIRE);
     add_case(s, "keepalive_agreed", keepalive_agreed, 30);
     add_case(s, "close_before_established", close_before_established, 30);
-    add_case(s, "handshake_deadline_server", handshake_deadline_server, 30);
-    add_case(s, "handshake_deadline_client", handshake_deadline_client, 30);
+    add_case_needing(s, "handshake_deadline_server", handshake_deadline_server, 30, N_WIRE);
+    add_case_needing(s, "handshake_deadline_client", handshake_deadline_client, 30, N_WIRE);
     add_case(s, "auto_accept", auto_accept, 30);
     add_case(s, "rx_held_bound", rx_held_bound, 60);
-    add_case(s, "zero_limits", zero_limits, 30);
+    add_case_needing(s, "zero_limits", zero_limits, 30, N_WIRE);
     add_case(s, "cancel_frees_depth", cancel_frees_depth, 30);
-    add_case(s, "cancel_unanswered", cancel_unanswered, 30);
+    add_case_needing(s, "cancel_unanswered", cancel_unanswered, 30, N_WIRE | N_PROCESS);
     add_case(s, "cancel_reply_buffer", cancel_reply_buffer, 30);
-    add_case(s, "assign_aborted", assign_aborted, 60);
+    add_case_needing(s, "assign_aborted", assign_aborted, 60, N_WIRE);
     add_case(s, "request_timeout", request_timeout, 30);
     add_case(s, "server_unbind_graceful", server_unbind_graceful, 30);
     add_case(s, "server_unbind_abrupt", server_unbind_abrupt, 30);

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 
+#include "core/buf.h"
 #include "core/ctx.h"
 #include "core/mem.h"
 #include "plexus/context.h"
@@ -153,12 +154,17 @@ static void fake_deregister(px_tp *tp, void *handle)
     fake.deregs++;
     fake.last_handle = handle;
 }
+static void fake_get_caps(px_tp *tp, px_tp_caps *out)
+{
+    *out = (px_tp_caps){.max_iov = 1};
+}
 
 static const px_transport fake_tp = {
     .abi = PX_TRANSPORT_ABI,
     .name = "fake",
     .init = fake_init,
     .fini = fake_fini,
+    .get_caps = fake_get_caps,
     .mem_register = fake_register,
     .mem_deregister = fake_deregister,
 };
@@ -190,5 +196,36 @@ START_TEST(registered_with_transports)
 }
 END_TEST
 
+/* Large receives land in pool buffers: those are registered (a transport
+ * finds its handle through the buffer's mr), small ones are not, and the
+ * registration ends when the buffer is freed. */
+START_TEST(pool_buffers_registered)
+{
+    px_ctx_tp *ctp;
+    ck_assert_int_eq(px_ctx_instance(CTX, &fake_tp, &ctp), 0);
+    px_buf *small = px_buf_get(&CTX->bufs, PX_CTX_BUF_REG_MIN / 2);
+    ck_assert_ptr_nonnull(small);
+    ck_assert_ptr_null(small->mr);
+    ck_assert_int_eq(fake.regs, 0);
+    px_buf *big = px_buf_get(&CTX->bufs, 1 << 20);
+    ck_assert_ptr_nonnull(big);
+    ck_assert_ptr_nonnull(big->mr);
+    ck_assert_int_eq(fake.regs, 1);
+    ck_assert_ptr_eq(px_mr_addr(big->mr), big->data);
+    ck_assert_uint_ge(px_mr_len(big->mr), 1 << 20);
+    ck_assert_ptr_eq(ctp->host.ops->mr_handle(&ctp->host, big->mr),
+                     (void *)((uintptr_t)big->data ^ 0x5a5a));
+    /* Cached, it stays registered; reused, it is not registered again. */
+    px_buf_put(&CTX->bufs, big);
+    ck_assert_int_eq(fake.deregs, 0);
+    ck_assert_ptr_eq(px_buf_get(&CTX->bufs, 1 << 20), big);
+    ck_assert_int_eq(fake.regs, 1);
+    px_buf_put(&CTX->bufs, big);
+    px_buf_put(&CTX->bufs, small);
+    ck_assert_int_eq(px_ctx_destroy(CTX), 0);
+    ck_assert_int_eq(fake.deregs, 1);
+}
+END_TEST
+
 PX_CHECK_MAIN("mem", register_plain, register_bad, alloc_memfd, alloc_rounding, alloc_bad,
-              registered_with_transports)
+              registered_with_transports, pool_buffers_registered)

@@ -113,6 +113,21 @@ START_TEST(shm_bad)
 }
 END_TEST
 
+/* inproc:// is named the same way: a name, no host or path. */
+START_TEST(inproc_name)
+{
+    ck_assert_int_eq(parse("inproc://svc-1"), 0);
+    ck_assert_str_eq(u.scheme, "inproc");
+    ck_assert_str_eq(u.host, "");
+    ck_assert_str_eq(u.path, "svc-1");
+    ck_assert_int_eq(u.port, -1);
+    ck_assert_int_eq(parse("inproc://"), -PX_EBADPATH);
+    ck_assert_int_eq(parse("inproc://a/b"), -PX_EBADPATH);
+    ck_assert_int_eq(parse("inproc://host:1"), -PX_EBADPATH);
+    ck_assert_int_eq(parse("inproc://.."), -PX_EBADPATH);
+}
+END_TEST
+
 START_TEST(options)
 {
     ck_assert_int_eq(parse("tcp://h:1?a=1&flag&c=x%2Fy%3d&empty="), 0);
@@ -289,5 +304,5 @@ START_TEST(error_resets)
 END_TEST
 
 PX_CHECK_MAIN("uri", tcp_ipv4, tcp_ipv6_port0, ipv6_zone, hostname_and_case, unix_path, shm_name,
-              shm_bad, options, options_count, options_bad, port_bad, host_bad, scheme_bad,
-              structure_bad, length_limit, buffer_worst_case, error_resets)
+              shm_bad, inproc_name, options, options_count, options_bad, port_bad, host_bad,
+              scheme_bad, structure_bad, length_limit, buffer_worst_case, error_resets)

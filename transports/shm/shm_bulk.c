@@ -66,48 +66,33 @@ static int use_cma(shm_conn *c, const px_tp_send *s)
     return 0;
 }
 
-/* The record for a frame whose segments all lie in announced regions. */
-static int write_pool(shm_conn *c, px_tp_send *s)
+/* A descriptor segment for one data segment: where the peer finds it. */
+static void put_pool_seg(uint8_t *d, const px_iov *v)
 {
-    uint32_t nseg = nonempty_segs(s);
-    uint32_t ext = DESC_HDR + nseg * POOL_SEG;
-    uint32_t len = PX_FRAME_HDR_LEN + ext + s->hdr.hdr_len;
-    uint8_t *p;
-    int rc = shm_ring_reserve(&c->tx, len, &p);
-    if (rc)
-        return rc;
-    px_frame_hdr h = s->hdr;
-    h.ext_len = (uint16_t)ext;
-    px_frame_encode(&h, p);
-    uint8_t *d = p + PX_FRAME_HDR_LEN;
-    uint32_t hd[2] = {nseg, DESC_POOL};
-    memcpy(d, hd, sizeof hd);
-    d += DESC_HDR;
-    for (uint32_t i = 0; i < s->data_count; i++) {
-        const px_iov *v = &s->data[i];
-        if (!v->len)
-            continue;
-        int fd;
-        uint64_t base;
-        (void)px_mr_fd(v->mr, &fd, &base); /* checked by shm_pool_tx_ready() */
-        uint64_t off = base + (uint64_t)((uintptr_t)v->base - (uintptr_t)px_mr_addr(v->mr));
-        shm_pool_seg sg = {px_mr_id(v->mr), off, v->len};
-        memcpy(d, &sg, sizeof sg);
-        d += POOL_SEG;
-    }
-    if (s->hdr.hdr_len)
-        memcpy(d, s->app_hdr, s->hdr.hdr_len);
-    shm_ring_commit(&c->tx, len, SHM_REC_CMA);
-    s->tp_priv[3] = ++c->cma_sent;
-    c->stats.tx_pool++;
-    PX_TP_LOG(PX_LOG_DEBUG, "shm: %s: %u bytes from the shared pool", c->name, s->hdr.data_len);
-    return 1;
+    int fd;
+    uint64_t base;
+    (void)px_mr_fd(v->mr, &fd, &base); /* checked by shm_pool_tx_ready() */
+    uint64_t off = base + (uint64_t)((uintptr_t)v->base - (uintptr_t)px_mr_addr(v->mr));
+    shm_pool_seg sg = {px_mr_id(v->mr), off, v->len};
+    memcpy(d, &sg, sizeof sg);
 }
 
-static int write_cma(shm_conn *c, px_tp_send *s)
+static void put_cma_seg(uint8_t *d, const px_iov *v)
 {
+    cma_seg sg = {(uint64_t)(uintptr_t)v->base, v->len};
+    memcpy(d, &sg, sizeof sg);
+}
+
+/* The record for a large frame whose data the peer fetches itself: the
+ * frame header, a descriptor (count and flags, then one segment per nonempty data
+ * segment), the application header. Shared-pool segments name a region
+ * and offset; CMA segments our address. */
+static int write_desc(shm_conn *c, px_tp_send *s, uint32_t flags)
+{
+    int pool = flags == DESC_POOL;
+    uint32_t seg_len = pool ? POOL_SEG : DESC_SEG;
     uint32_t nseg = nonempty_segs(s);
-    uint32_t ext = DESC_HDR + nseg * DESC_SEG;
+    uint32_t ext = DESC_HDR + nseg * seg_len;
     uint32_t len = PX_FRAME_HDR_LEN + ext + s->hdr.hdr_len;
     uint8_t *p;
     int rc = shm_ring_reserve(&c->tx, len, &p);
@@ -117,22 +102,25 @@ static int write_cma(shm_conn *c, px_tp_send *s)
     h.ext_len = (uint16_t)ext;
     px_frame_encode(&h, p);
     uint8_t *d = p + PX_FRAME_HDR_LEN;
-    uint32_t hd[2] = {nseg, 0};
+    uint32_t hd[2] = {nseg, flags};
     memcpy(d, hd, sizeof hd);
     d += DESC_HDR;
     for (uint32_t i = 0; i < s->data_count; i++) {
         if (!s->data[i].len)
             continue;
-        cma_seg sg = {(uint64_t)(uintptr_t)s->data[i].base, s->data[i].len};
-        memcpy(d, &sg, sizeof sg);
-        d += DESC_SEG;
+        (pool ? put_pool_seg : put_cma_seg)(d, &s->data[i]);
+        d += seg_len;
     }
     if (s->hdr.hdr_len)
         memcpy(d, s->app_hdr, s->hdr.hdr_len);
     shm_ring_commit(&c->tx, len, SHM_REC_CMA);
     s->tp_priv[3] = ++c->cma_sent;
-    c->stats.tx_cma++;
-    PX_TP_LOG(PX_LOG_DEBUG, "shm: %s: %u bytes by CMA", c->name, s->hdr.data_len);
+    if (pool)
+        c->stats.tx_pool++;
+    else
+        c->stats.tx_cma++;
+    PX_TP_LOG(PX_LOG_DEBUG, "shm: %s: %u bytes %s", c->name, s->hdr.data_len,
+              pool ? "from the shared pool" : "by CMA");
     return 1;
 }
 
@@ -208,8 +196,8 @@ int shm_bulk_write(shm_conn *c, px_tp_send *s)
         s->tp_priv[0] = (s->tp_priv[0] & ~(uint64_t)TX_MODE) | mode;
     }
     if (mode == TX_POOL)
-        return write_pool(c, s);
-    return mode == TX_CMA ? write_cma(c, s) : write_chunked(c, s);
+        return write_desc(c, s, DESC_POOL);
+    return mode == TX_CMA ? write_desc(c, s, 0) : write_chunked(c, s);
 }
 
 /* ---- receiver ------------------------------------------------------------------ */
