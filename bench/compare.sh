@@ -2,7 +2,7 @@
 # compare.sh — plexus beside the raw floor and its peers, in one run.
 #
 #   bench/compare.sh [--build DIR] [--rounds N] [--duration SEC] [--install]
-#                    [--only tcp|shm] [--quiet]
+#                    [--only tcp|shm] [--baseline DIR] [--quiet]
 #
 # For every metric of the BRIEF's targets table it runs the floor (bench/
 # floor_*), plexus (px-perf local) and each installed peer (sockperf,
@@ -20,6 +20,9 @@
 # --install: apt-get update and install sockperf, ucx-utils, libfabric-bin
 # first (Debian; needs root). A peer that is missing or fails is reported
 # as n/a with the reason; the script itself only fails when the build does.
+# --baseline DIR: another build (an older commit's, with px-perf built):
+# its px-perf runs right after ours for every plexus figure of every round,
+# and a last table gives each figure's ratio to it (before/after a change).
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,9 +33,10 @@ dur=1
 install=0
 only=""
 quiet=0
+baseline=""
 
 usage() {
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -43,6 +47,7 @@ while [ $# -gt 0 ]; do
     --duration) dur=$2; shift 2 ;;
     --install) install=1; shift ;;
     --only) only=$2; shift 2 ;;
+    --baseline) baseline=$2; shift 2 ;;
     --quiet) quiet=1; shift ;;
     -h | --help) usage ;;
     *) echo "compare.sh: unknown option $1" >&2; usage ;;
@@ -78,6 +83,11 @@ fmem=$build/bench/floor_memcpy
 for b in "$perf" "$ftcp" "$fshm" "$fmem"; do
     [ -x "$b" ] || { echo "compare.sh: $b missing (build it, or pass --build DIR)" >&2; exit 1; }
 done
+bperf=""
+if [ -n "$baseline" ]; then
+    bperf=$baseline/tools/perf/px-perf
+    [ -x "$bperf" ] || { echo "compare.sh: $bperf missing (build px-perf in the baseline)" >&2; exit 1; }
+fi
 
 ncpu=$(nproc)
 if [ "$ncpu" -ge 2 ]; then scpu=0; ccpu=1; else scpu=0; ccpu=0; fi
@@ -185,6 +195,12 @@ plexus() {
     rate-*) jnum "$out" "$row" msgs_per_s | awk '{printf "%.4f\n", $1 / 1e6}' ;;
     bw) jnum "$out" "$row" mb_per_s | awk '{printf "%.4f\n", $1 / 1e3}' ;;
     esac
+}
+
+# base CMD: CMD with the baseline's px-perf (bash scoping: plexus sees it).
+base() {
+    local perf=$bperf
+    eval "$1"
 }
 
 # ---- peers -------------------------------------------------------------------------
@@ -321,6 +337,12 @@ for ((r = 1; r <= rounds; r++)); do
             v=$(eval "$cmd" 2>/dev/null | tail -n 1)
             [ -n "$v" ] || v="n/a (failed: no figure)"
             record "$id|$name" "$v"
+            if [ -n "$bperf" ] && [[ $name == plexus* ]]; then
+                log "round $r/$rounds: $id: $name (baseline)"
+                v=$(base "$cmd" 2>/dev/null | tail -n 1)
+                [ -n "$v" ] || v="n/a (failed: no figure)"
+                record "$id|$name (baseline)" "$v"
+            fi
         done < <(contenders "$id")
     done
     c=$(canary); canaries+=("r$r:${c:-?}")
@@ -402,6 +424,19 @@ for m in "${metrics[@]}"; do
         "$pcol" "$(ratio "$px" "$floor")" "$(ratio "$px" "$bval")" "$tdesc" \
         "$(verdict "$px" "$better" "$kind" "$target" "$tfloor")"
 done
+
+if [ -n "$bperf" ]; then
+    echo
+    echo "plexus against the baseline ($baseline), run in turn in every round:"
+    printf '  %-52s %-12s %-12s %s\n' figure this baseline this/baseline
+    for k in "${order[@]}"; do
+        [[ $k == *"(baseline)" ]] && continue
+        [ -n "${vals["$k (baseline)"]+x}${notes["$k (baseline)"]+x}" ] || continue
+        a=$(value_of "$k")
+        b=$(value_of "$k (baseline)")
+        printf '  %-52s %-12s %-12s %s\n' "${k/|/: }" "$(fmt "$a")" "$(fmt "$b")" "$(ratio "$a" "$b")"
+    done
+fi
 
 echo
 echo "every contender (median, and each round's figure):"
