@@ -122,14 +122,25 @@ static const px_tp_host *host_of(const inproc_conn *c)
 
 /* ---- inbox lists (the link's lock held) ----------------------------------------------- */
 
-#define NEXT_FRAME(s) (*(px_tp_send **)(void *)&(s)->tp_priv[0])
-#define NEXT_DONE(s)  (*(px_tp_send **)(void *)&(s)->tp_priv[1])
+/* The links live in tp_priv as integers: a pointer stored through a
+ * punned uint64_t lvalue would break strict aliasing. */
+enum { PRIV_NEXT_FRAME = 0, PRIV_NEXT_DONE = 1 };
+
+static px_tp_send *priv_next(const px_tp_send *s, int slot)
+{
+    return (px_tp_send *)(uintptr_t)s->tp_priv[slot];
+}
+
+static void set_priv_next(px_tp_send *s, int slot, px_tp_send *next)
+{
+    s->tp_priv[slot] = (uint64_t)(uintptr_t)next;
+}
 
 static void push_frame(inbox *b, px_tp_send *s)
 {
-    NEXT_FRAME(s) = NULL;
+    set_priv_next(s, PRIV_NEXT_FRAME, NULL);
     if (b->frames_tail)
-        NEXT_FRAME(b->frames_tail) = s;
+        set_priv_next(b->frames_tail, PRIV_NEXT_FRAME, s);
     else
         b->frames = s;
     b->frames_tail = s;
@@ -140,7 +151,7 @@ static px_tp_send *pop_frame(inbox *b)
 {
     px_tp_send *s = b->frames;
     if (s) {
-        b->frames = NEXT_FRAME(s);
+        b->frames = priv_next(s, PRIV_NEXT_FRAME);
         if (!b->frames)
             b->frames_tail = NULL;
         b->n_frames--;
@@ -150,9 +161,9 @@ static px_tp_send *pop_frame(inbox *b)
 
 static void push_done(inbox *b, px_tp_send *s)
 {
-    NEXT_DONE(s) = NULL;
+    set_priv_next(s, PRIV_NEXT_DONE, NULL);
     if (b->dones_tail)
-        NEXT_DONE(b->dones_tail) = s;
+        set_priv_next(b->dones_tail, PRIV_NEXT_DONE, s);
     else
         b->dones = s;
     b->dones_tail = s;
@@ -308,7 +319,7 @@ static int service_inbox(inproc_conn *c)
             return -1;
     }
     for (px_tp_send *s = done, *next; s; s = next) {
-        next = NEXT_DONE(s);
+        next = priv_next(s, PRIV_NEXT_DONE);
         work++;
         if (px_tpc_complete_head(&c->base, s->status) < 0)
             return -1;
@@ -459,9 +470,9 @@ static void leave_link(inproc_conn *c, int status)
                 mine = q == s;
             if (mine)
                 continue;
-            NEXT_FRAME(s) = NULL;
+            set_priv_next(s, PRIV_NEXT_FRAME, NULL);
             if (keep_tail)
-                NEXT_FRAME(keep_tail) = s;
+                set_priv_next(keep_tail, PRIV_NEXT_FRAME, s);
             else
                 keep = s;
             keep_tail = s;
