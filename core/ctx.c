@@ -240,12 +240,14 @@ int px_ctx_run_timeout(px_ctx *ctx, int timeout_ms)
     ctx->running = 1;
     int timed_out = 0;
     ev_timer tw;
+    /* The loop's clock stands where it last ran, perhaps long ago: a
+     * timeout counted from there would expire at once. */
+    ev_now_update(ctx->loop);
     if (timeout_ms >= 0) {
         ev_timer_init(&tw, on_run_timeout, timeout_ms / 1000.0, 0.);
         tw.data = &timed_out;
         ev_timer_start(ctx->loop, &tw);
     }
-    ev_now_update(ctx->loop);
     while (!stop_requested(ctx) && !timed_out)
         iterate(ctx);
     if (timeout_ms >= 0)

@@ -4,9 +4,9 @@
  * Lists: an instance keeps every conn and listener, the conns with an
  * event to deliver from the loop (deferred), those to flush at the end of
  * the iteration (dirty) and those busy-polled (hot). Its loop hooks are a
- * prepare watcher, started only while there is work, and an idle watcher
- * that keeps the loop from sleeping while a transport says it must stay
- * awake.
+ * prepare watcher, started only while there is work, which flushes and
+ * busy-polls, and an idle watcher that keeps the loop's poll from sleeping
+ * while a transport says it must stay awake.
  *
  * Upcalls go through wrappers that count the conn's depth: an owner may
  * close the conn from inside any upcall; close only marks it, and the
@@ -147,10 +147,17 @@ static int service_hot(px_tp *tp)
     return busy;
 }
 
+/* Before the loop may sleep: finish the iteration's work, busy-poll the
+ * hot conns, then let the transport arm its wake-ups. The hot conns are
+ * serviced here, not from the idle watcher: libev runs idle watchers only
+ * when nothing else is pending, so a timer or a busy fd due on every
+ * iteration would starve them, while prepare runs on every iteration. */
 static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     px_tp *tp = OF((void *)w, px_tp, prepare);
     progress(tp);
+    if (tp->ops->prepare && service_hot(tp))
+        progress(tp);
     int may_block = !(tp->host->pass_nonblocking && *tp->host->pass_nonblocking);
     int awake = tp->ops->prepare ? tp->ops->prepare(tp, may_block) : 0;
     if (awake || !link_empty(&tp->deferred) || !link_empty(&tp->dirty)) {
@@ -161,13 +168,13 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     }
 }
 
+/* Active only to keep the loop's poll from blocking while there is work:
+ * the next iteration's prepare does it. */
 static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
 {
     px_tp *tp = OF((void *)w, px_tp, idle);
     ev_idle_stop(loop, w);
-    service_hot(tp);
-    progress(tp);
-    arm(tp); /* the prepare hook decides whether to sleep */
+    arm(tp);
 }
 
 void px_tpc_init(px_tp *tp, const px_transport *ops, const px_tp_host *host)

@@ -101,7 +101,8 @@ typedef struct px_tp_rx {
     const void *data;    /* in place: hdr.data_len contiguous bytes; NULL if assigned */
     px_iov *dst;         /* rx_assign: filled by the owner */
     uint32_t dst_count;
-    uint32_t more;      /* frame: complete frames already received after this one */
+    uint32_t more;      /* frame: a hint, complete frames already received after this
+                         * one (a malformed one among them ends the conn instead) */
     void *owner_cookie; /* rx_assign -> frame: the owner's, carried through */
 } px_tp_rx;
 

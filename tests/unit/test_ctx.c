@@ -56,6 +56,22 @@ START_TEST(ctx_run_timeout_and_timers)
 }
 END_TEST
 
+/* The timeout counts from the call, not from where the loop's clock
+ * stood when it last ran: time spent outside the loop does not use it. */
+START_TEST(ctx_run_timeout_counts_from_the_call)
+{
+    px_ctx *ctx;
+    ck_assert_int_eq(px_ctx_create(NULL, &ctx), 0);
+    ck_assert_int_eq(px_ctx_run_timeout(ctx, 1), -PX_ETIMEDOUT);
+    struct timespec away = {0, 80 * 1000 * 1000};
+    nanosleep(&away, NULL); /* the application busy elsewhere */
+    uint64_t t0 = px_now_ns();
+    ck_assert_int_eq(px_ctx_run_timeout(ctx, 40), -PX_ETIMEDOUT);
+    ck_assert_uint_ge(px_now_ns() - t0, 35u * 1000 * 1000);
+    ck_assert_int_eq(px_ctx_destroy(ctx), 0);
+}
+END_TEST
+
 START_TEST(ctx_stop_from_a_timer_ends_run)
 {
     px_ctx *ctx;
@@ -197,5 +213,6 @@ START_TEST(ctx_destroy_refused_while_objects_live)
 END_TEST
 
 PX_CHECK_MAIN("ctx", ctx_create_destroy_and_bad_options, ctx_run_timeout_and_timers,
-              ctx_stop_from_a_timer_ends_run, ctx_post_from_threads, ctx_stop_from_another_thread,
-              ctx_poll_and_polling_mode, ctx_destroy_refused_while_objects_live)
+              ctx_run_timeout_counts_from_the_call, ctx_stop_from_a_timer_ends_run,
+              ctx_post_from_threads, ctx_stop_from_another_thread, ctx_poll_and_polling_mode,
+              ctx_destroy_refused_while_objects_live)

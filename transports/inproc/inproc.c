@@ -86,6 +86,7 @@ typedef struct inproc_conn {
     inproc_link *lk;
     int side; /* 0 client, 1 server */
     int open, dead, paused, in_rx;
+    unsigned queued_after; /* frames left in the inbox when the last one was taken */
     inbox in;
     px_tp_watch wake;
     uint8_t *gather; /* frames of several segments, gathered */
@@ -214,6 +215,14 @@ static const void *gather(inproc_conn *c, const px_tp_send *s)
 }
 
 /* Deliver one of the peer's frames. 0, or -1 when the conn is gone. */
+/* The `more` hint: what the inbox held after the frame being delivered
+ * (read under the link's lock as it was taken). */
+static uint32_t count_more(px_tp_conn *pc)
+{
+    unsigned n = ((inproc_conn *)(void *)pc)->queued_after;
+    return n > 255 ? 255 : n;
+}
+
 static int deliver(inproc_conn *c, px_tp_send *s)
 {
     px_tp_rx rx = {.hdr = s->hdr, .app_hdr = s->app_hdr};
@@ -246,7 +255,7 @@ up:
     px_tpc_lendable(&c->base, 0, rx.data, rx.data ? len : 0);
     px_tpc_lendable(&c->base, 1, s->app_hdr, s->hdr.hdr_len);
     c->base.rx_bytes += PX_FRAME_HDR_LEN + (uint64_t)s->hdr.hdr_len + len;
-    rx.more = 0;
+    rx.more = px_tpc_more(&c->base, count_more);
     if (px_tpc_frame(&c->base, &rx) < 0)
         return -1;
     px_tpc_lendable(&c->base, 0, NULL, 0);
@@ -283,6 +292,7 @@ static px_tp_send *next_frame(inproc_conn *c)
     if (s) {
         lk->delivering[c->side] = s;
         lk->delivering_thread[c->side] = pthread_self();
+        c->queued_after = c->in.n_frames;
     }
     if (p && p->in.want_room && c->in.n_frames <= INBOX_MAX / 2) {
         p->in.want_room = 0;
@@ -342,6 +352,8 @@ static int service_inbox(inproc_conn *c)
         return -1;
     if (gone && c->open)
         return px_tpc_disconnect(&c->base, -PX_EDISCONNECTED);
+    if (gone && c->side == 0) /* the server end closed before accepting us */
+        return px_tpc_disconnect(&c->base, -PX_ECONNREFUSED);
     if (work)
         px_tpc_mark_hot(&c->base);
     return work > 0;

@@ -117,6 +117,11 @@ static void shm_stop_io(px_tp_conn *pc)
     shm_conn *c = CONN(pc);
     c->state = SHM_DEAD;
     watchers_stop(c);
+    shm_tx_close_gate(c); /* the queued sends are about to go back */
+    /* The peer learns now (EOF), not when our owner gets round to close:
+     * it may be waiting on us for room or acks. */
+    if (c->sock >= 0)
+        shutdown(c->sock, SHUT_RDWR);
 }
 
 /* ---- the data path from the loop ----------------------------------------------------- */

@@ -66,7 +66,7 @@ typedef struct shm_opts {
 /* Transfer counters for one conn or the instance (sums of closed conns). */
 typedef struct shm_stats {
     uint64_t tx_inline, tx_cma, tx_pool, tx_chunked;
-    uint64_t tx_bounced; /* inline frames copied out of receive memory to free the ring */
+    uint64_t tx_bounced; /* large sends from receive memory copied aside (write_bulk) */
     uint64_t rx_inline, rx_cma, rx_pool, rx_chunked;
     uint64_t pool_announced, pool_mapped; /* regions passed to / mapped from the peer */
     uint64_t wakes_sent;                  /* eventfd writes */
@@ -147,7 +147,7 @@ typedef struct shm_conn {
     uint8_t *own;
     size_t own_cap;
     uint8_t *scratch;      /* a chunked frame's prefix, valid until its FRAME */
-    uint64_t cma_done;     /* CMA records consumed: published as rx.ctl->acked */
+    uint64_t cma_done;     /* CMA/pool records consumed: the count in rx.ctl->acked */
     struct shm_pool *pool; /* shared-pool tables; NULL until first used (shm_pool.c) */
     shm_stats stats;
 } shm_conn;
@@ -218,6 +218,10 @@ int shm_tx_complete(shm_conn *c);
 int shm_tx_waiting(const shm_conn *c);
 /* Ask the consumer to wake us; 1 when what we wait for came meanwhile. */
 int shm_tx_arm_wait(shm_conn *c);
+/* Close the gate on our memory (the ack word, shm_ring.h) before any
+ * unfinished send goes back to its owner: from now on the peer reads none
+ * of it. Waits (bounded) for a read in progress. */
+void shm_tx_close_gate(shm_conn *c);
 /* Close: sends the peer acked are finished (status 0), the rest not. */
 void shm_tx_close(shm_conn *c, px_tp_fifo *unfinished);
 

@@ -4,10 +4,11 @@
  * descriptor in its ext bytes (the (addr, len) of each of its data
  * segments), then the app header - and keeps the request. The receiver
  * asks the owner for a destination (RX_ASSIGN) and process_vm_readv()s the
- * sender's segments straight into it, then counts the record in its
- * `acked` counter, which completes the send (the caller's buffers are not
- * reusable before). The receiver says in its control block whether it may
- * read the sender (cma_ok, decided by a probe at the rendezvous).
+ * sender's segments straight into it, then counts the record in the ack
+ * word, which completes the send (the caller's buffers are not reusable
+ * before). The word also gates the sender's memory, so that nothing is
+ * read from it once the sender has closed (shm_ring.h). The receiver says in its control block
+ * whether it may read the sender (cma_ok, decided by a probe at the rendezvous).
  *
  * Pool (one memcpy): when every data segment lies in px_mem_alloc()
  * memory, the record is the same CMA record, its descriptor flagged
@@ -322,11 +323,51 @@ static int cma_error(shm_conn *c, int e)
     return px_tpc_fail(&c->base, e == EPERM ? -PX_EPERM : -PX_EPROTO);
 }
 
-/* The sender's buffers are free now: ack (before the upcall), deliver. */
+/* The peer closed its gate (shm_ring.h, the ack word): its unfinished
+ * sends are back in its owner's hands, their memory maybe reused. Nothing
+ * from it is delivered any more. */
+static int gate_closed(shm_conn *c)
+{
+    PX_TP_LOG(PX_LOG_DEBUG, "shm: conn %s: the peer closed with frames still to read", c->name);
+    return px_tpc_disconnect(&c->base, -PX_ECONNRESET);
+}
+
+/* Before reading the peer's memory: OPEN -> READING. 0, or -1 when the
+ * conn is gone (the gate was closed, or the word is corrupt). */
+static int gate_enter(shm_conn *c)
+{
+    uint64_t *word = &c->rx.ctl->acked;
+    uint64_t open = shm_ack_word(c->cma_done, SHM_GATE_OPEN);
+    uint64_t seen = open;
+    if (__atomic_compare_exchange_n(word, &seen, shm_ack_word(c->cma_done, SHM_GATE_READING), 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return 0;
+    if (seen == shm_ack_word(c->cma_done, SHM_GATE_CLOSED))
+        return gate_closed(c);
+    return px_tpc_fail(&c->base, -PX_EPROTO);
+}
+
+/* After the read: READING -> OPEN, acked one more (the sender's buffers
+ * are free). 0, or -1 when the gate was closed under the read: what was
+ * read may be torn, and is dropped. */
+static int gate_leave(shm_conn *c)
+{
+    uint64_t *word = &c->rx.ctl->acked;
+    uint64_t seen = shm_ack_word(c->cma_done, SHM_GATE_READING);
+    if (__atomic_compare_exchange_n(word, &seen, shm_ack_word(c->cma_done + 1, SHM_GATE_OPEN), 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        c->cma_done++;
+        return 0;
+    }
+    if (seen == shm_ack_word(c->cma_done, SHM_GATE_CLOSED))
+        return gate_closed(c);
+    return px_tpc_fail(&c->base, -PX_EPROTO);
+}
+
+/* The data is read and acked (before the upcall): deliver. */
 static int bulk_rx_done(shm_conn *c, int own)
 {
     c->base.rx_bytes += c->rxf.hdr.data_len;
-    __atomic_store_n(&c->rx.ctl->acked, ++c->cma_done, __ATOMIC_RELEASE);
     shm_rx_wake_producer(c);
     if (shm_rx_deliver_assigned(c, own) < 0)
         return -1;
@@ -358,7 +399,11 @@ static int rx_pool(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint3
     rc = shm_pool_rx_map(c, segs, nseg, src);
     if (rc)
         return px_tpc_fail(&c->base, rc);
+    if (gate_enter(c) < 0)
+        return -1;
     pool_copy(c, segs, src, nseg);
+    if (gate_leave(c) < 0)
+        return -1;
     c->stats.rx_pool++;
     return bulk_rx_done(c, own);
 }
@@ -385,9 +430,13 @@ int shm_bulk_rx_cma(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint
     int own;
     if (shm_rx_assign(c, &own) < 0)
         return -1;
+    if (gate_enter(c) < 0)
+        return -1;
     rc = cma_read(c->peer_pid, segs, nseg, c->rxf.dst, c->rxf.dst_count, h->data_len);
     if (rc)
         return cma_error(c, rc);
+    if (gate_leave(c) < 0)
+        return -1;
     c->stats.rx_cma++;
     return bulk_rx_done(c, own);
 }

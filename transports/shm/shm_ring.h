@@ -53,8 +53,30 @@ typedef struct shm_ring_ctl {
     _Alignas(SHM_CL) uint64_t tail; /* bytes released */
     uint32_t cons_sleep;            /* 1: consumer sleeps until head moves */
     uint32_t cma_ok;                /* consumer can read the producer (SHM_CMA_*) */
-    uint64_t acked;                 /* CMA records the consumer has finished with */
+    uint64_t acked;                 /* the ack word: see below */
 } shm_ring_ctl;
+
+/* The ack word. Its high bits count the CMA/pool records the consumer has
+ * finished with (which completes those sends); its low two bits gate the
+ * producer's memory. The consumer turns OPEN into READING before it reads
+ * a record's data from the producer, and READING into OPEN with the count
+ * one higher after (one atomic step: delivered and acked together). The
+ * producer turns OPEN into CLOSED as it closes, before it hands its
+ * unfinished sends back to be reused: a consumer then finds the gate
+ * CLOSED and drops the rest rather than read reused memory. A producer
+ * closing during a read waits for it (bounded), then closes the gate
+ * anyway; the consumer, finding it CLOSED after its read, drops that
+ * frame too, and the producer counted it unfinished. */
+enum { SHM_GATE_OPEN = 0, SHM_GATE_READING = 1, SHM_GATE_CLOSED = 2, SHM_GATE_MASK = 3 };
+#define SHM_ACK_SHIFT 2
+static inline uint64_t shm_ack_count(uint64_t word)
+{
+    return word >> SHM_ACK_SHIFT;
+}
+static inline uint64_t shm_ack_word(uint64_t count, unsigned gate)
+{
+    return count << SHM_ACK_SHIFT | gate;
+}
 
 enum { SHM_CMA_UNKNOWN = 0, SHM_CMA_YES = 1, SHM_CMA_NO = 2 };
 

@@ -77,8 +77,13 @@ void shm_rx_own_trim(shm_conn *c)
  * the conn is gone. */
 int shm_rx_assign(shm_conn *c, int *own)
 {
-    int declined;
-    if (px_tpc_rx_assign(&c->base, &c->rxf, &declined) < 0)
+    /* Only a frame over the inline threshold is offered (a bulk record
+     * may be smaller: the threshold is the owner's, the bulk size the
+     * ring's, and a hostile peer sends what it likes); a smaller one is
+     * delivered in place from our own buffer. */
+    int declined = 1;
+    if (c->rxf.hdr.data_len > shm_host(c)->inline_threshold &&
+        px_tpc_rx_assign(&c->base, &c->rxf, &declined) < 0)
         return -1;
     *own = declined;
     if (declined) {

@@ -20,7 +20,9 @@
  *   tp_priv[3]  CMA/pool: the ack count that completes it (0: none needed)
  *   tp_done     chunked: data bytes written
  */
+#include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include "transports/shm/shm.h"
 #include "transports/shm/shm_tx.h"
@@ -98,6 +100,10 @@ static int write_bulk(shm_conn *c, px_tp_send *s)
     if (rc == 0)
         c->partial = s;
     shm_tx_publish(c);
+    /* It finishes on the peer's ack or on room for the rest: a conn that
+     * had cooled must arm that wake-up before the loop sleeps (the prepare
+     * hook does, for hot conns), or the completion waits for other news. */
+    px_tpc_mark_hot(&c->base);
     return PX_TP_QUEUED;
 }
 
@@ -142,7 +148,7 @@ static int refresh_acked(shm_conn *c)
 {
     if (c->cma_acked == c->cma_sent)
         return 0;
-    uint64_t a = __atomic_load_n(&c->tx.ctl->acked, __ATOMIC_ACQUIRE);
+    uint64_t a = shm_ack_count(__atomic_load_n(&c->tx.ctl->acked, __ATOMIC_ACQUIRE));
     if (a < c->cma_acked || a > c->cma_sent)
         return -PX_EPROTO;
     c->cma_acked = a;
@@ -203,15 +209,47 @@ int shm_tx_arm_wait(shm_conn *c)
     if ((c->partial || c->base.want_room) && tail_moved(c))
         return 1;
     if (c->cma_sent != c->cma_acked &&
-        __atomic_load_n(&ctl->acked, __ATOMIC_ACQUIRE) != c->cma_acked) {
+        shm_ack_count(__atomic_load_n(&ctl->acked, __ATOMIC_ACQUIRE)) != c->cma_acked) {
         px_tpc_mark_dirty(&c->base);
         return 1;
     }
     return 0;
 }
 
+/* How long close waits for a peer in the middle of reading our memory. A
+ * peer stopped there longer gets the gate closed under it (see the ack
+ * word in shm_ring.h): it drops what it read. */
+#define GATE_WAIT_NS 200000000ull
+
+void shm_tx_close_gate(shm_conn *c)
+{
+    if (!c->tx.ctl || c->cma_sent == c->cma_acked)
+        return; /* no ring yet, or nothing of ours left to read */
+    uint64_t *word = &c->tx.ctl->acked;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        uint64_t w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        unsigned gate = (unsigned)(w & SHM_GATE_MASK);
+        if (gate == SHM_GATE_CLOSED)
+            return;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        uint64_t waited = (uint64_t)(t.tv_sec - t0.tv_sec) * 1000000000ull + (uint64_t)t.tv_nsec -
+                          (uint64_t)t0.tv_nsec;
+        if (gate == SHM_GATE_OPEN || waited > GATE_WAIT_NS) {
+            uint64_t closed = shm_ack_word(shm_ack_count(w), SHM_GATE_CLOSED);
+            if (__atomic_compare_exchange_n(word, &w, closed, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE))
+                return;
+            continue;
+        }
+        sched_yield(); /* a read in progress: it ends in a copy's time */
+    }
+}
+
 void shm_tx_close(shm_conn *c, px_tp_fifo *unfinished)
 {
+    shm_tx_close_gate(c); /* the peer may read on even if we failed the link */
     /* What the peer has read is finished: it goes back with status 0. */
     (void)refresh_acked(c);
     px_tp_fifo *done = unfinished;
