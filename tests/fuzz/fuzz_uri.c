@@ -31,7 +31,8 @@ static void check_accepted(const px_uri *u, size_t text_len)
         FUZZ_CHECK(strchr(u->host, ':') != NULL);
     if (u->port >= 0)
         FUZZ_CHECK(u->host[0] != '\0');
-    if (strcmp(u->scheme, "shm") == 0)
+    /* The named schemes: a name and nothing else. */
+    if (strcmp(u->scheme, "shm") == 0 || strcmp(u->scheme, "inproc") == 0)
         FUZZ_CHECK(u->path[0] != '\0' && u->host[0] == '\0' && u->port == -1);
     else
         FUZZ_CHECK(u->path[0] == '\0' || u->path[0] == '/');
