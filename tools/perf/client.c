@@ -462,25 +462,31 @@ struct row_spec {
     unsigned window;
 };
 
+/* Each test's rows in turn (all request/reply rows, then all one-way
+ * rows, ...), so each gets one table. */
 static unsigned build_rows(const struct perf_opts *o, struct row_spec *rows)
 {
+    static const struct {
+        unsigned bit;
+        enum phase_kind kind;
+        const size_t *sizes;
+        int n_sizes;
+        unsigned window; /* 0: always 1 */
+    } tests[] = {
+        {PERF_TEST_LAT, K_LAT, lat_sizes, 2, 0},
+        {PERF_TEST_RR, K_RR, rate_sizes, 1, 64},
+        {PERF_TEST_ONEWAY, K_ONEWAY, rate_sizes, 1, 64},
+        {PERF_TEST_BW, K_BW, bw_sizes, 3, 8},
+    };
     unsigned n = 0;
-    for (int t = 0; t < 3; t++) {
-        static const unsigned bit[] = {PERF_TEST_LAT, PERF_TEST_RATE, PERF_TEST_BW};
-        static const size_t *const defs[] = {lat_sizes, rate_sizes, bw_sizes};
-        static const int n_defs[] = {2, 1, 3};
-        if (!(o->tests & bit[t]))
+    for (size_t t = 0; t < sizeof tests / sizeof tests[0]; t++) {
+        if (!(o->tests & tests[t].bit))
             continue;
-        const size_t *sz = o->n_sizes ? o->sizes : defs[t];
-        int nsz = o->n_sizes ? o->n_sizes : n_defs[t];
-        /* rate is two tests: all request/reply rows, then all one-way rows,
-         * so each gets one table. */
-        static const enum phase_kind kinds[3][2] = {{K_LAT, K_LAT}, {K_RR, K_ONEWAY}, {K_BW, K_BW}};
-        static const unsigned def_win[] = {1, 64, 8};
-        unsigned win = t == 0 ? 1 : o->window ? o->window : def_win[t];
-        for (int k = 0; k < (t == 1 ? 2 : 1); k++)
-            for (int i = 0; i < nsz; i++)
-                rows[n++] = (struct row_spec){kinds[t][k], sz[i], win};
+        const size_t *sz = o->n_sizes ? o->sizes : tests[t].sizes;
+        int nsz = o->n_sizes ? o->n_sizes : tests[t].n_sizes;
+        unsigned win = !tests[t].window ? 1 : o->window ? o->window : tests[t].window;
+        for (int i = 0; i < nsz; i++)
+            rows[n++] = (struct row_spec){tests[t].kind, sz[i], win};
     }
     return n;
 }
@@ -601,7 +607,7 @@ static int run_row(const struct perf_opts *o, struct worker *ws, const struct ro
 
 int perf_client_main(const struct perf_opts *o)
 {
-    struct row_spec rows[3 * 2 * PERF_MAX_SIZES];
+    struct row_spec rows[4 * PERF_MAX_SIZES];
     unsigned n_rows = build_rows(o, rows);
     size_t max_size = 0;
     unsigned max_win = 1;

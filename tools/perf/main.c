@@ -38,11 +38,12 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  --test LIST      lat,rate,bw (default all): lat = ping-pong echo, one in flight;\n"
-    "                   rate = rate-rr (echo requests, window in flight) and rate-oneway;\n"
+    "                   rate = rr and oneway: rr = echo requests, window in flight;\n"
+    "                   oneway = one-way messages, window in flight;\n"
     "                   bw = requests carrying SIZE bytes, empty replies, window in flight\n"
-    "  --sizes LIST     message sizes, K/M suffixes (default lat 64,4K; rate 64;\n"
+    "  --sizes LIST     message sizes, K/M suffixes (default lat 64,4K; rr, oneway 64;\n"
     "                   bw 64K,1M,16M); at most 64M\n"
-    "  --window N       operations in flight (default rate 64, bw 8)\n"
+    "  --window N       operations in flight (default rr, oneway 64; bw 8)\n"
     "  --duration SEC   seconds per row (default 2)\n"
     "  --iters N        operations per row instead of a duration\n"
     "  --warmup W       untimed warm-up per row: SEC with --duration, N with --iters\n"
@@ -142,10 +143,14 @@ static unsigned parse_tests(const char *s)
             t |= PERF_TEST_LAT;
         else if (strcmp(tok, "rate") == 0)
             t |= PERF_TEST_RATE;
+        else if (strcmp(tok, "rr") == 0)
+            t |= PERF_TEST_RR;
+        else if (strcmp(tok, "oneway") == 0)
+            t |= PERF_TEST_ONEWAY;
         else if (strcmp(tok, "bw") == 0)
             t |= PERF_TEST_BW;
         else
-            perf_usage_error("--test: unknown test '%s' (lat, rate, bw)", tok);
+            perf_usage_error("--test: unknown test '%s' (lat, rate, rr, oneway, bw)", tok);
     }
     if (!t)
         perf_usage_error("--test: empty list");

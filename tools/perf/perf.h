@@ -45,10 +45,12 @@ struct perf_stats {
 
 /* ---- options -------------------------------------------------------------- */
 
-#define PERF_MAX_SIZES 32
-#define PERF_TEST_LAT  (1u << 0)
-#define PERF_TEST_RATE (1u << 1)
-#define PERF_TEST_BW   (1u << 2)
+#define PERF_MAX_SIZES   32
+#define PERF_TEST_LAT    (1u << 0)
+#define PERF_TEST_RR     (1u << 1) /* rate-rr */
+#define PERF_TEST_ONEWAY (1u << 2) /* rate-oneway */
+#define PERF_TEST_BW     (1u << 3)
+#define PERF_TEST_RATE   (PERF_TEST_RR | PERF_TEST_ONEWAY)
 
 struct perf_opts {
     const char *mode; /* "server", "client" or "local" */
