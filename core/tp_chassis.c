@@ -93,7 +93,7 @@ static void arm(px_tp *tp)
         ev_prepare_start(loop_of(tp), prep_of(tp));
 }
 
-static void run_deferred(px_tp_conn *c);
+static void run_conn_deferred(px_tp_conn *c);
 
 /* Deferred events and flushes until neither has work (bounded: the idle
  * watcher picks up the rest). Lists are popped one conn at a time, so an
@@ -106,7 +106,7 @@ static void progress(px_tp *tp)
             break;
         px_tp_link *n;
         while ((n = link_pop(&tp->deferred)))
-            run_deferred(OF(n, px_tp_conn, defer_link));
+            run_conn_deferred(OF(n, px_tp_conn, defer_link));
         px_tp_link batch;
         link_init(&batch);
         link_splice(&batch, &tp->dirty);
@@ -231,7 +231,7 @@ void px_tpc_conn_init(px_tp_conn *c, px_tp *tp)
     link_push(&tp->conns, &c->link);
 }
 
-static void free_conn(px_tp_conn *c)
+static void free_tp_conn(px_tp_conn *c)
 {
     link_del(&c->link);
     c->ops->conn_free(c);
@@ -247,7 +247,7 @@ static void enter(px_tp_conn *c)
 static int leave(px_tp_conn *c)
 {
     if (--c->depth == 0 && c->closed) {
-        free_conn(c);
+        free_tp_conn(c);
         return -1;
     }
     return c->closed ? -1 : 0;
@@ -382,7 +382,7 @@ void px_tpc_defer(px_tp_conn *c, int event, int reason)
     arm(c->tp);
 }
 
-static void run_deferred(px_tp_conn *c)
+static void run_conn_deferred(px_tp_conn *c)
 {
     int ev = c->defer_event;
     c->defer_event = 0;
@@ -551,7 +551,7 @@ void px_tpc_close(px_tp_conn *c, px_tp_fifo *unfinished)
             px_tp_fifo_push(unfinished, s);
     }
     if (c->depth == 0)
-        free_conn(c);
+        free_tp_conn(c);
 }
 
 /* ---- the lending rule ---------------------------------------------------------------------- */

@@ -297,7 +297,7 @@ int conn_tp_send(px_conn *c, px_tp_send *s);
 void conn_finish_sends(px_conn *c, px_tp_fifo *unfinished);
 
 /* rx.c */
-void rx_frame(px_conn *c, px_tp_rx *rx);
+void conn_rx_frame(px_conn *c, px_tp_rx *rx);
 int rx_assign(px_conn *c, px_tp_rx *rx);
 void rx_fail_held(px_conn *c, int reason);
 void rx_free_held(px_conn *c);

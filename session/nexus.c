@@ -153,7 +153,7 @@ static void on_frame(void *self, px_tp_rx *rx)
     c->ctx->activity++;
     c->rx_events++;
     if (c->state != CS_DEAD)
-        rx_frame(c, rx);
+        conn_rx_frame(c, rx);
 }
 
 static void on_send_done(void *self, px_tp_send *s, int status)

@@ -392,7 +392,7 @@ static int established_like(const px_conn *c)
            c->state == CS_PEER_FIN;
 }
 
-void rx_frame(px_conn *c, px_tp_rx *rx)
+void conn_rx_frame(px_conn *c, px_tp_rx *rx)
 {
     uint8_t type = rx->hdr.type;
     if (type == PX_FT_KEEPALIVE) /* any state: it only proves the peer lives */
@@ -466,7 +466,7 @@ static int assign_response(px_conn *c, px_tp_rx *rx)
     const px_frame_hdr *h = &rx->hdr;
     px_task *t = conn_slot_find(c, h->id);
     if (!t || t->kind != TASK_TX || t->state == TS_AWAIT_RECEIPT)
-        return 1; /* rx_frame sorts it out: a late answer, or a protocol error */
+        return 1; /* conn_rx_frame sorts it out: a late answer, or a protocol error */
     px_msg *m = t->state == TS_AWAIT_RESPONSE ? t->msg : NULL; /* NULL: canceled */
     if (m && m->in.iov_count && vec_room(&m->in) >= h->data_len) {
         rx->dst = m->in.iov;

@@ -127,7 +127,7 @@ static pool_tx_ent *tx_slot(shm_conn *c, struct shm_pool *p, uint64_t *evict)
 }
 
 /* Pass the region's memfd to the peer. 0, or <0 (the frame goes by CMA). */
-static int announce(shm_conn *c, struct shm_pool *p, const px_mr *mr)
+static int pool_announce(shm_conn *c, struct shm_pool *p, const px_mr *mr)
 {
     int fd;
     uint64_t off;
@@ -175,7 +175,7 @@ int shm_pool_tx_ready(shm_conn *c, const px_tp_send *s)
         pool_tx_ent *e = tx_find(p, px_mr_id(mr));
         if (e)
             e->last_seq = c->cma_sent + 1;
-        else if (announce(c, p, mr) != 0)
+        else if (pool_announce(c, p, mr) != 0)
             return 0;
     }
     return 1;

@@ -117,7 +117,7 @@ int shm_rx_deliver_assigned(shm_conn *c, int own)
 }
 
 /* A FRAME record: header, app header, data, all in the ring. */
-static int rx_frame(shm_conn *c, const px_frame_hdr *h, const uint8_t *p, uint32_t len)
+static int rx_inline_frame(shm_conn *c, const px_frame_hdr *h, const uint8_t *p, uint32_t len)
 {
     if (h->ext_len || len != PX_FRAME_HDR_LEN + (uint64_t)h->hdr_len + h->data_len)
         return px_tpc_fail(&c->base, -PX_EPROTO);
@@ -165,7 +165,7 @@ static int rx_record(shm_conn *c, uint16_t kind, const uint8_t *p, uint32_t len)
         return px_tpc_fail(&c->base, rc);
     switch (kind) {
     case SHM_REC_FRAME:
-        return rx_frame(c, &h, p, len);
+        return rx_inline_frame(c, &h, p, len);
     case SHM_REC_CMA:
         return shm_bulk_rx_cma(c, &h, p, len);
     case SHM_REC_CHUNKED:

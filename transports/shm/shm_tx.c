@@ -72,7 +72,7 @@ static int tail_moved(const shm_conn *c)
 
 /* No room: ask the consumer to wake us, and have the owner wait for the
  * room upcall. If room came while we armed, 1: try again now. */
-static int refuse(shm_conn *c)
+static int refuse_for_room(shm_conn *c)
 {
     if (shm_tx_arm_wait(c))
         return 1;
@@ -137,7 +137,7 @@ int shm_tx_send(px_tp_conn *pc, px_tp_send *s)
                 px_tpc_defer(pc, PX_TP_EV_ERROR, rc); /* the ring is corrupt */
             return rc;
         }
-        if (refuse(c) != 1)
+        if (refuse_for_room(c) != 1)
             return -PX_EAGAIN;
     }
     return px_tpc_refuse(pc);

@@ -66,7 +66,7 @@ static void connect_done(tcp_conn *c)
     px_tpc_connected(&c->base);
 }
 
-static void io_cb(px_tp_watch *w, int revents, void *arg)
+static void conn_io_cb(px_tp_watch *w, int revents, void *arg)
 {
     tcp_conn *c = arg;
     if (c->state == TCP_CONNECTING) {
@@ -102,7 +102,7 @@ static tcp_conn *conn_new(tcp_tp *tp, int fd)
     c->ring_mask = tp->ring_size - 1;
     c->rx_mode = RX_RING;
     const px_tp_host *h = tp->base.host;
-    h->ops->io_init(h, &c->io, fd, io_cb, c);
+    h->ops->io_init(h, &c->io, fd, conn_io_cb, c);
     h->ops->timer_init(h, &c->probe, tcp_rx_probe_cb, c);
     return c;
 }
