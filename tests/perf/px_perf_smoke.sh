@@ -1,10 +1,14 @@
 #!/bin/sh
-# px_perf_smoke.sh smoke|bad-option PX_PERF
+# px_perf_smoke.sh smoke|bad-option|interrupt PX_PERF
 #
 # smoke:      a short local run of every test must exit 0 and print valid
 #             JSON with one row per (test, size), each with the requested
-#             number of messages. No timing is checked.
+#             number of messages, the machine it ran on and, for rows with
+#             a latency, the whole histogram; --version and the units line
+#             under --quiet. No timing is checked.
 # bad-option: a bad option must exit 2.
+# interrupt:  SIGINT to a long run: exit 130, the rows done printed, the
+#             JSON still valid and saying so.
 set -u
 mode=$1
 perf=$2
@@ -30,9 +34,38 @@ bad-option)
     [ $rc -eq 2 ] || fail "--no-such-option exited $rc, not 2"
     exit 0
     ;;
+interrupt)
+    "$perf" local tcp://127.0.0.1:0 --test lat,rr --sizes 64 --duration 4 --warmup 0 --json \
+        >"$out" 2>"$err" &
+    pid=$!
+    sleep 6 # the first row (4 s) done, most likely, the second under way
+    kill -INT "$pid"
+    wait "$pid"
+    rc=$?
+    [ $rc -eq 130 ] || fail "interrupted px-perf exited $rc, not 130"
+    done=$(sed -n 's/^px-perf: interrupted: \([0-9]*\) of 2 rows done$/\1/p' "$err")
+    [ -n "$done" ] || fail "no word of the interruption"
+    if command -v python3 >/dev/null 2>&1; then
+        python3 - "$out" "$done" <<'PY' || fail "interrupted JSON"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+done = int(sys.argv[2])
+if doc["interrupted"] is not True or len(doc["results"]) != done or done > 1:
+    sys.exit("interrupted %s, %d rows done, rows %s" % (doc["interrupted"], done,
+             [r["test"] for r in doc["results"]]))
+PY
+    fi
+    exit 0
+    ;;
 smoke) ;;
-*) echo "usage: $0 smoke|bad-option PX_PERF" >&2; exit 2 ;;
+*) echo "usage: $0 smoke|bad-option|interrupt PX_PERF" >&2; exit 2 ;;
 esac
+
+"$perf" --version >"$out" 2>"$err" || fail "--version failed"
+grep -q "^px-perf (plexus [0-9]" "$out" || fail "--version says something else"
+"$perf" local tcp://127.0.0.1:0 --test lat --iters 100 --sizes 64 --quiet >"$out" 2>"$err" ||
+    fail "a --quiet run failed"
+grep -q "^# latency in us" "$out" || fail "--quiet dropped the units line"
 
 "$perf" local tcp://127.0.0.1:0 --test lat,rate,bw --iters 200 --sizes 64,1M --json --quiet \
     >"$out" 2>"$err"
@@ -54,6 +87,18 @@ for key, r in rows.items():
         sys.exit("%s: %d messages, not 200" % (key, r["msgs"]))
     if (r["lat_us"] is None) != (r["test"] == "rate-oneway"):
         sys.exit("%s: latency present/absent wrongly" % (key,))
+    hdr = r.get("hdr_percentiles")
+    if (hdr is None) != (r["test"] == "rate-oneway"):
+        sys.exit("%s: histogram present/absent wrongly" % (key,))
+    if hdr is not None:
+        lines = [l for l in hdr.splitlines() if l and not l.startswith("#")]
+        if "Percentile" not in lines[0] or int(lines[-1].split()[2]) != 200:
+            sys.exit("%s: histogram does not add up to 200: %s" % (key, lines[-1]))
+for k in ("host", "kernel", "cpu_model", "time", "version", "pinning"):
+    if not doc.get(k):
+        sys.exit("no %s in the JSON" % k)
+if doc["interrupted"] is not False:
+    sys.exit("a whole run says interrupted")
 PY
 else
     # No python: at least the eight rows and the closing brace must be there.

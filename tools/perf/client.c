@@ -345,14 +345,19 @@ static void run_phase(struct worker *ws, unsigned n, const struct phase *ph, con
             uint64_t done = 0;
             for (unsigned j = 0; j < n; j++)
                 done += atomic_load_explicit(&ws[j].progress, memory_order_relaxed);
-            fprintf(stderr, "\r%-40s %6.1f s  %12llu ops  %10.0f ops/s   ", what, t - t0,
-                    (unsigned long long)done, done / (t - t0));
-            next = t + 1;
+            /* On a terminal the line is redrawn each second; into a file
+             * or pipe a line every 5 s. */
+            int tty = isatty(2);
+            fprintf(stderr,
+                    tty ? "\r%-40s %6.1f s  %12llu ops  %10.0f ops/s   "
+                        : "%s %.1f s %llu ops %.0f ops/s\n",
+                    what, t - t0, (unsigned long long)done, done / (t - t0));
+            next = t + (tty ? 1 : 5);
         }
         if (!progress)
             pthread_join(ws[i].tid, NULL);
     }
-    if (progress && now_s() - t0 >= 1)
+    if (progress && now_s() - t0 >= 1 && isatty(2))
         fprintf(stderr, "\r%-100s\r", "");
 }
 
@@ -555,14 +560,40 @@ static int warm_wanted(const struct perf_opts *o)
     return o->iters ? o->warmup_iters > 0 : o->warmup_s > 0;
 }
 
+volatile sig_atomic_t perf_interrupted;
+static struct worker *sig_workers; /* whose contexts a signal stops */
+static unsigned sig_n_workers;
+
+/* px_ctx_stop is an atomic store and a libev async send, both safe here. */
+static void on_interrupt(int sig)
+{
+    perf_interrupted = 1;
+    for (unsigned i = 0; i < sig_n_workers; i++)
+        if (sig_workers[i].ctx)
+            px_ctx_stop(sig_workers[i].ctx);
+}
+
+static void catch_interrupts(struct worker *ws, unsigned n)
+{
+    sig_workers = ws;
+    sig_n_workers = n;
+    struct sigaction sa = {.sa_handler = on_interrupt};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* 0: the row is printed; 1: it failed; 2: interrupted (nothing printed). */
 static int run_row(const struct perf_opts *o, struct worker *ws, const struct row_spec *r)
 {
     char what[64];
-    int progress = !o->quiet && isatty(2);
+    int progress = !o->quiet && (o->progress || isatty(2));
     snprintf(what, sizeof(what), "%s %zu B window %u", kind_name[r->kind], r->size, r->window);
     if (warm_wanted(o)) {
         struct phase warm = make_phase(o, r, 1);
         run_phase(ws, o->threads, &warm, what, progress);
+        if (perf_interrupted)
+            return 2;
         if (check_phase(ws, o->threads, what))
             return 1;
     }
@@ -572,12 +603,16 @@ static int run_row(const struct perf_opts *o, struct worker *ws, const struct ro
     struct phase ph = make_phase(o, r, 0);
     if (rc == 0) {
         run_phase(ws, o->threads, &ph, what, progress);
+        if (perf_interrupted)
+            return 2;
         if (check_phase(ws, o->threads, what))
             return 1;
     }
     uint64_t cpu1 = cpu_us_self();
     if (rc == 0)
         rc = server_stats(&ws[0], &s1);
+    if (perf_interrupted)
+        return 2;
     if (rc != 0) {
         fprintf(stderr, "px-perf: STATS from the server failed: %s\n", px_strerror(rc));
         return 1;
@@ -608,6 +643,7 @@ static int run_row(const struct perf_opts *o, struct worker *ws, const struct ro
         .mean_us = all.count ? all.sum_ns / 1e3 / all.count : 0,
         .cpu_client_us = msgs ? (double)(cpu1 - cpu0) / msgs : 0,
         .cpu_server_us = msgs ? (double)(s1.cpu_us - s0.cpu_us) / msgs : 0,
+        .hist = &all,
     };
     perf_out_row(o, &row);
     return 0;
@@ -648,12 +684,21 @@ int perf_client_main(const struct perf_opts *o)
                                      .poll_us = o->poll_us,
                                      .cpu = o->cpu,
                                      .mem_alloc = o->mem_alloc,
-                                     .server_cpu = o->server_cpu};
+                                     .server_cpu = o->server_cpu,
+                                     .pinning = o->pinning};
         perf_out_begin(o, &info);
-        for (unsigned i = 0; i < n_rows && status == 0; i++)
-            status = run_row(o, ws, &rows[i]);
-        if (status == 0)
-            perf_out_end(o);
+        catch_interrupts(ws, o->threads);
+        unsigned done = 0;
+        for (; done < n_rows && status == 0 && !perf_interrupted; done++)
+            status = run_row(o, ws, &rows[done]);
+        if (status == 2 || (status == 0 && perf_interrupted)) {
+            done -= status == 2;
+            perf_out_end(o, 1);
+            fprintf(stderr, "px-perf: interrupted: %u of %u rows done\n", done, n_rows);
+            status = 130;
+        } else if (status == 0) {
+            perf_out_end(o, 0);
+        }
     }
     for (unsigned i = 0; i < o->threads; i++)
         worker_teardown(&ws[i]);

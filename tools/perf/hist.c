@@ -1,4 +1,6 @@
 /* px-perf — the log-linear latency histogram (see perf.h). */
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "perf.h"
@@ -57,4 +59,39 @@ uint64_t perf_hist_quantile(const struct perf_hist *h, double q)
         }
     }
     return h->max_ns;
+}
+
+/* HdrHistogram's percentile distribution (its outputPercentileDistribution
+ * text: value, percentile, total count, 1/(1-percentile)), one line per
+ * non-empty bucket, values in microseconds, so HdrHistogram's plotters
+ * read it. */
+void perf_hist_print_hdr(FILE *f, const struct perf_hist *h)
+{
+    fprintf(f, "%12s %14s %10s %14s\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    uint64_t seen = 0;
+    double mean = h->count ? (double)h->sum_ns / (double)h->count : 0, var = 0;
+    for (unsigned i = 0; i < PERF_HIST_BUCKETS && seen < h->count; i++) {
+        if (!h->bucket[i])
+            continue;
+        seen += h->bucket[i];
+        uint64_t v = bucket_mid(i);
+        if (v < h->min_ns)
+            v = h->min_ns;
+        if (v > h->max_ns)
+            v = h->max_ns;
+        double d = (double)v - mean;
+        var += d * d * (double)h->bucket[i];
+        double p = (double)seen / (double)h->count;
+        if (seen < h->count)
+            fprintf(f, "%12.3f %2.12f %10llu %14.2f\n", v / 1e3, p, (unsigned long long)seen,
+                    1 / (1 - p));
+        else /* the last line is the maximum, known exactly */
+            fprintf(f, "%12.3f %2.12f %10llu\n", h->max_ns / 1e3, p, (unsigned long long)seen);
+    }
+    double sd = h->count ? sqrt(var / (double)h->count) : 0;
+    fprintf(f, "#[Mean    = %12.3f, StdDeviation   = %12.3f]\n", mean / 1e3, sd / 1e3);
+    fprintf(f, "#[Max     = %12.3f, Total count    = %12llu]\n", h->max_ns / 1e3,
+            (unsigned long long)h->count);
+    fprintf(f, "#[Buckets = %12u, SubBuckets     = %12u]\n", PERF_HIST_BUCKETS / PERF_HIST_SUB,
+            PERF_HIST_SUB);
 }

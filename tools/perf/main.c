@@ -30,14 +30,14 @@
 #define MAX_MSG_SIZE (64ull << 20) /* the library's default max_msg_size */
 
 static const char usage_text[] =
-    "usage: px-perf server|client|local URI [options]\n"
+    "usage: px-perf server|client|local URI [options]    (px-perf --version)\n"
     "\n"
     "  server URI       serve until SIGINT/SIGTERM; prints the bound URI (port 0 works)\n"
     "  client URI       run the tests against a px-perf server\n"
     "  local URI        start a server child on one CPU and the client on another\n"
     "\n"
     "options:\n"
-    "  --test LIST      lat,rate,bw (default all): lat = ping-pong echo, one in flight;\n"
+    "  --test LIST      lat,rr,oneway,rate,bw (default all): lat = ping-pong echo;\n"
     "                   rate = rr and oneway: rr = echo requests, window in flight;\n"
     "                   oneway = one-way messages, window in flight;\n"
     "                   bw = requests carrying SIZE bytes, empty replies, window in flight\n"
@@ -55,10 +55,13 @@ static const char usage_text[] =
     "  --mem KIND       the client's send buffer: plain (default, malloc) or alloc\n"
     "                   (px_mem_alloc on the client's context: shm moves it from a\n"
     "                   shared pool with one memcpy)\n"
-    "  --cpu N          pin the client (local default 1 on 2+ CPUs; -1: no pinning)\n"
-    "  --server-cpu N   pin the server (local default 0 on 2+ CPUs; -1: no pinning)\n"
+    "  --cpu N          pin the client (local default 1 on 4+ CPUs, else none; -1: none)\n"
+    "  --server-cpu N   pin the server (local default 0 on 4+ CPUs, else none; -1: none)\n"
     "  --json           print JSON instead of the table\n"
-    "  --quiet          no banner, no progress line\n"
+    "  --quiet          no banner, no progress line (the units line stays)\n"
+    "  --progress       a progress line on stderr also when it is not a terminal\n"
+    "                   (every 5 s); on a terminal it is shown unless --quiet\n"
+    "  --version        print the version and exit\n"
     "  -h, --help       this text\n";
 
 void perf_usage_error(const char *fmt, ...)
@@ -192,7 +195,9 @@ enum {
     O_SCPU,
     O_JSON,
     O_QUIET,
-    O_MEM
+    O_MEM,
+    O_PROGRESS,
+    O_VERSION
 };
 
 static const struct option long_opts[] = {
@@ -210,6 +215,8 @@ static const struct option long_opts[] = {
     {"json", no_argument, NULL, O_JSON},
     {"quiet", no_argument, NULL, O_QUIET},
     {"mem", required_argument, NULL, O_MEM},
+    {"progress", no_argument, NULL, O_PROGRESS},
+    {"version", no_argument, NULL, O_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -261,6 +268,12 @@ static void apply_option(struct perf_opts *o, int c, const char *arg, const char
             perf_usage_error("--mem: '%s' is not plain or alloc", arg);
         o->mem_alloc = arg[0] == 'a';
         break;
+    case O_PROGRESS:
+        o->progress = 1;
+        break;
+    case O_VERSION:
+        printf("px-perf (plexus %s)\n", px_version());
+        exit(0);
     case 'h':
         fputs(usage_text, stdout);
         exit(0);
@@ -286,8 +299,24 @@ static void finish_options(struct perf_opts *o, const char *warmup, int cpu_set,
         perf_usage_error("--conns (%u) must be at least --threads (%u): each thread needs a "
                          "connection",
                          o->conns, o->threads);
-    /* Local mode: one CPU each, when there are two. */
-    if (strcmp(o->mode, "local") == 0 && sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+    /* Local mode pins the two sides to CPUs of their own only where the
+     * machine has CPUs to spare: on two, pinning both leaves the kernel's
+     * own work (softirqs for loopback, timers) nowhere to go but under
+     * one of them, and figures measured that way were several times worse
+     * than unpinned (docs/PERFORMANCE.md). */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpu_set || scpu_set)
+        o->pinning = "as given";
+    else if (strcmp(o->mode, "local") != 0)
+        o->pinning = "default: not pinned";
+    else if (ncpu >= 4) {
+        o->server_cpu = 0;
+        o->cpu = 1;
+        o->pinning = "default on 4+ CPUs: server 0, client 1";
+    } else {
+        o->pinning = "default on under 4 CPUs: not pinned";
+    }
+    if (strcmp(o->mode, "local") == 0 && (cpu_set || scpu_set) && ncpu >= 2) {
         if (!scpu_set)
             o->server_cpu = 0;
         if (!cpu_set)
@@ -307,6 +336,8 @@ static void parse_args(struct perf_opts *o, int argc, char **argv)
         fputs(usage_text, stdout);
         exit(0);
     }
+    if (argc >= 2 && strcmp(argv[1], "--version") == 0)
+        apply_option(o, O_VERSION, NULL, NULL);
     if (argc < 3)
         perf_usage_error("need a mode and a URI");
     o->mode = argv[1];

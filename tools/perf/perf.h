@@ -8,6 +8,8 @@
 #define PX_PERF_H
 
 #include <stddef.h>
+#include <stdio.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include <plexus/plexus.h>
@@ -67,6 +69,8 @@ struct perf_opts {
     unsigned conns, threads;
     uint32_t poll_us;
     int json, quiet;
+    int progress;        /* --progress: a progress line also when stderr is no terminal */
+    const char *pinning; /* how the CPUs were chosen, for the output */
     int cpu, server_cpu; /* -1: do not pin */
     int mem_alloc;       /* --mem alloc: send buffers from px_mem_alloc() */
 };
@@ -102,6 +106,8 @@ void perf_hist_reset(struct perf_hist *h);
 void perf_hist_merge(struct perf_hist *into, const struct perf_hist *from);
 /* The value at quantile q (0..1), in ns, or 0 when empty. */
 uint64_t perf_hist_quantile(const struct perf_hist *h, double q);
+/* HdrHistogram's percentile-distribution text, values in us. */
+void perf_hist_print_hdr(FILE *f, const struct perf_hist *h);
 
 static inline unsigned perf_hist_index(uint64_t v)
 {
@@ -134,6 +140,7 @@ struct perf_row {
     int has_lat; /* one-way messages have no round trip to time */
     double p50_us, p99_us, p999_us, max_us, mean_us;
     double cpu_client_us, cpu_server_us; /* per message */
+    const struct perf_hist *hist;        /* the round trips (has_lat), for the JSON */
 };
 
 struct perf_run_info {
@@ -141,11 +148,17 @@ struct perf_run_info {
     unsigned conns, threads;
     uint32_t poll_us;
     int cpu, server_cpu;
+    const char *pinning; /* why these CPUs: "default: ..." or "--cpu/--server-cpu" */
     int mem_alloc;
 };
 
+/* Set by SIGINT/SIGTERM in the client: the row in progress is abandoned,
+ * the rows done stay printed, and the run ends with status 130. */
+extern volatile sig_atomic_t perf_interrupted;
+
 void perf_out_begin(const struct perf_opts *o, const struct perf_run_info *info);
 void perf_out_row(const struct perf_opts *o, const struct perf_row *r);
-void perf_out_end(const struct perf_opts *o);
+/* interrupted: the JSON says so (and stays valid). */
+void perf_out_end(const struct perf_opts *o, int interrupted);
 
 #endif
