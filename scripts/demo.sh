@@ -6,7 +6,8 @@ set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${PX_BUILD_DIR:-$src/build}
-"$src/scripts/setup.sh" "$build"
+# Only what the demo needs: no test suite, no sanitizer or fuzzing toolchain.
+PX_SETUP=demo "$src/scripts/setup.sh" "$build" -DPX_BUILD_TESTS=OFF
 
 export PX_EXAMPLES_DIR=$build/tools/examples
 uris=("tcp://127.0.0.1:0" "unix:///tmp/plexus-demo-$$.sock")
