@@ -39,7 +39,10 @@ static void run_deferred(px_ctx *ctx)
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
-    run_deferred(w->data);
+    px_ctx *ctx = w->data;
+    ctx->in_prepare = 1;
+    run_deferred(ctx);
+    ctx->in_prepare = 0;
 }
 
 static void on_idle(struct ev_loop *loop, ev_idle *w, int revents)

@@ -70,7 +70,8 @@ struct px_ctx {
     uint64_t activity;         /* bumped by every event handled: polling mode's progress signal */
     unsigned polls_since_loop; /* polling passes since libev last ran */
     int pass_nonblocking;      /* px_tp_host.pass_nonblocking points here */
-    unsigned n_objects;        /* servers + sessions alive on this context */
+    int in_prepare;     /* the context's prepare watcher is running (see the chassis's arm) */
+    unsigned n_objects; /* servers + sessions alive on this context */
 
     /* State an upper layer keeps per context (the session layer's task
      * cache), freed by layer_fini at destroy. Core never looks inside.

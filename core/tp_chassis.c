@@ -87,10 +87,20 @@ static ev_idle *idle_of(px_tp *tp)
 
 /* ---- the instance and its loop hooks ---------------------------------------------- */
 
+/* Have the prepare watcher flush and poll before the loop sleeps. Armed
+ * from inside the context's own prepare watcher (deferred work: a close,
+ * a completion sending the next frame), a watcher started now would miss
+ * this iteration's prepare phase and the loop would sleep until its next
+ * timer with the work undone: the idle watcher keeps that poll from
+ * blocking, and the next iteration runs it. */
 static void arm(px_tp *tp)
 {
-    if (!ev_is_active(prep_of(tp)))
-        ev_prepare_start(loop_of(tp), prep_of(tp));
+    struct ev_loop *loop = loop_of(tp);
+    if (!ev_is_active(prep_of(tp))) {
+        ev_prepare_start(loop, prep_of(tp));
+        if (((px_ctx *)tp->host->priv)->in_prepare && !ev_is_active(idle_of(tp)))
+            ev_idle_start(loop, idle_of(tp));
+    }
 }
 
 static void run_conn_deferred(px_tp_conn *c);
