@@ -18,10 +18,9 @@
 #define PX_DEF_HANDSHAKE_MS     10000u
 #define PX_DEF_MAX_RX_HELD      (64ull << 20)
 
-/* Copy `in` (NULL: all defaults) to `out` with every zero replaced by its
- * default. Returns 0; -PX_EINVAL for a value out of range (queue_depth over
- * 65536, max_msg_size over 4 GiB - 1, max_header_size over 65535, max_iov
- * below 16 or over 1024, inline_threshold over 1 MiB). */
-int px_ctx_opts_resolve(const px_ctx_opts *in, px_ctx_opts *out);
+/* px_ctx_opts_resolve() and px_ctx_opts_limits() are public (context.h):
+ * queue_depth at most 65536, max_msg_size at most 4 GiB - 1,
+ * max_header_size at most 65535, max_iov 16..1024, inline_threshold at
+ * most 1 MiB. */
 
 #endif

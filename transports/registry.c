@@ -138,6 +138,13 @@ static void load_plugin(const char *dir, const char *scheme)
         PX_LOGW("%s loaded but does not serve scheme '%s'", path, scheme);
 }
 
+const char *px_transport_plugin_dir(void)
+{
+    /* $PX_PLUGIN_DIR, else where plexus installs its own plugins. */
+    const char *dir = getenv("PX_PLUGIN_DIR");
+    return dir && *dir ? dir : PX_PLUGIN_DEFAULT_DIR;
+}
+
 const px_transport *px_transport_find(const char *scheme)
 {
     if (!scheme)
@@ -146,10 +153,7 @@ const px_transport *px_transport_find(const char *scheme)
     const px_transport *t = find_registered(scheme);
     if (t)
         return t;
-    /* $PX_PLUGIN_DIR, else where plexus installs its own plugins. */
-    const char *dir = getenv("PX_PLUGIN_DIR");
-    if (!dir || !*dir)
-        dir = PX_PLUGIN_DEFAULT_DIR;
+    const char *dir = px_transport_plugin_dir();
     if (!scheme_is_safe(scheme))
         return NULL;
     pthread_mutex_lock(&plugin_lock);
@@ -171,8 +175,8 @@ static const struct {
 #if PX_HAVE_RDMA
     {"rdma", "rdma:// is not implemented in this version of plexus"},
 #else
-    {"rdma", "rdma:// needs rdma-core at build time (apt-get install libibverbs-dev "
-             "librdmacm-dev, then rebuild plexus)"},
+    {"rdma", "rdma:// is not implemented in this version of plexus (it will also need "
+             "rdma-core at build time: apt-get install libibverbs-dev librdmacm-dev)"},
 #endif
 };
 

@@ -84,6 +84,17 @@ typedef struct px_ctx_opts {
 
 #define PX_KEEPALIVE_OFF UINT32_MAX
 
+/* The options a context created with `in` (NULL: all defaults) would use:
+ * `in` copied to `out` with every zero replaced by its default (`out` may
+ * be `in`). Returns 0; -PX_EINVAL for `out` NULL or a field outside
+ * px_ctx_opts_limits(), as px_ctx_create() would refuse it. */
+PX_API int px_ctx_opts_resolve(const px_ctx_opts *in, px_ctx_opts *out);
+
+/* The smallest (*lo) and largest (*hi) value each field may take once
+ * resolved: px_ctx_create() refuses any other. A field without a limit
+ * has its type's maximum in *hi. Either pointer may be NULL. */
+PX_API void px_ctx_opts_limits(px_ctx_opts *lo, px_ctx_opts *hi);
+
 /* Create a context. `opts` may be NULL for all defaults. On success *out
  * owns a new context, which the calling thread (or whichever thread later
  * runs it exclusively) drives.

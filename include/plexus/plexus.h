@@ -26,6 +26,21 @@ extern "C" {
 /* "0.1.0" */
 PX_API const char *px_version(void);
 
+/* How this libplexus was built (what px-info prints). Static strings. */
+typedef struct px_build_info {
+    const char *version;    /* px_version() */
+    const char *build_type; /* CMAKE_BUILD_TYPE: "Release", "Debug", ... */
+    const char *compiler;   /* "GNU 12.2.0" */
+    const char *sanitizers; /* PX_SANITIZE: "" or "address,undefined" */
+    const char *plugin_dir; /* the installed plugin directory, used when
+                               $PX_PLUGIN_DIR is unset */
+    int rdma;               /* 1: rdma-core was found at build time */
+    int fault_injection;    /* 1: the PX_FAULT hooks are compiled in */
+} px_build_info;
+
+/* Never NULL; valid for the life of the process. */
+PX_API const px_build_info *px_get_build_info(void);
+
 #ifdef __cplusplus
 }
 #endif

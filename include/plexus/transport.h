@@ -273,7 +273,22 @@ typedef struct px_tp_caps {
 #define PX_TP_SENT   0 /* done now: the frame was copied, no send_done follows */
 #define PX_TP_QUEUED 1 /* accepted: send_done follows exactly once, in order */
 
-#define PX_TRANSPORT_ABI 2
+/* 3: px_transport.options. */
+#define PX_TRANSPORT_ABI 3
+
+/* One URI option a transport accepts (scheme://...?name=value), described
+ * for px-info and the documentation; check_uri stays the judge of what is
+ * accepted. Every string is static. */
+#define PX_TP_OPT_CONNECT 1u /* it has an effect in a connect URI */
+#define PX_TP_OPT_LISTEN  2u /* ... in a listen (bind) URI */
+typedef struct px_tp_option {
+    const char *name;    /* "nodelay"; NULL ends a table */
+    const char *values;  /* what it takes: "0|1", "<bytes>" */
+    const char *def;     /* the default, as text: "1", "the kernel's" */
+    const char *example; /* one value check_uri accepts for it: "0" */
+    unsigned where;      /* PX_TP_OPT_CONNECT | PX_TP_OPT_LISTEN */
+    const char *doc;     /* what it does, one line */
+} px_tp_option;
 
 /* Every op returns 0 (or a count) or -PX_E..., never blocks, and is
  * mandatory unless marked optional: px_transport_register() refuses a
@@ -371,6 +386,13 @@ typedef struct px_transport {
      * bytes written/read, or -PX_ENOSPC / -PX_EPROTO. */
     int (*rkey_pack)(px_tp *tp, void *handle, void *buf, size_t len);
     int (*rkey_unpack)(px_tp *tp, const void *buf, size_t len, uint64_t *rkey);
+
+    /* -- description (optional) -- */
+    /* The URI options check_uri accepts, ended by an entry whose name is
+     * NULL (a table of that entry alone: the transport takes none); NULL:
+     * not described. Every option named here is accepted by check_uri
+     * with its example value where `where` says it has an effect. */
+    const px_tp_option *options;
 } px_transport;
 
 /* ---- the registry ---------------------------------------------------------------------- */
@@ -387,7 +409,13 @@ PX_API int px_transport_register(const px_transport *ops);
  * failure is logged. */
 PX_API int px_transport_lookup(const char *scheme, const px_transport **out);
 
-/* As px_transport_lookup(), NULL for none, without logging. */
+/* Where plugins are loaded from: $PX_PLUGIN_DIR when set and not empty,
+ * else the installed plugin directory (<libdir>/plexus). */
+PX_API const char *px_transport_plugin_dir(void);
+
+/* As px_transport_lookup(), NULL for none, without logging that none
+ * does (a plugin not found is said at PX_LOG_DEBUG with the loader's
+ * reason; one found that fails to load, at PX_LOG_WARN). */
 PX_API const px_transport *px_transport_find(const char *scheme);
 
 /* Parse `uri` and have its transport check it for connect (listener 0) or
@@ -395,7 +423,9 @@ PX_API const px_transport *px_transport_find(const char *scheme);
  * with what is wrong. */
 PX_API int px_transport_check_uri(const char *uri, int listener);
 
-/* Call fn for every registered transport; returns how many. */
+/* Call fn for every registered transport (the built-in ones, and the
+ * plugins loaded so far: px_transport_find() loads one), in registration
+ * order; returns how many. fn may be NULL, to count them. */
 PX_API int px_transport_foreach(void (*fn)(const px_transport *ops, void *arg), void *arg);
 
 /* ---- helpers for transports ------------------------------------------------------------- */

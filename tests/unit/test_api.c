@@ -176,4 +176,25 @@ START_TEST(lifecycle)
 }
 END_TEST
 
-PX_CHECK_MAIN("api", event_names, session_uri_checked, lifecycle)
+/* What px-info prints about the build. */
+START_TEST(build_info)
+{
+    const px_build_info *b = px_get_build_info();
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_eq(px_get_build_info(), b);
+    ck_assert_str_eq(b->version, px_version());
+    ck_assert_ptr_nonnull(b->build_type);
+    ck_assert_ptr_nonnull(b->compiler);
+    ck_assert_ptr_nonnull(b->sanitizers);
+    ck_assert_ptr_nonnull(b->plugin_dir);
+    ck_assert(b->plugin_dir[0] == '/');
+    ck_assert(b->rdma == 0 || b->rdma == 1);
+#ifdef PX_FAULT_INJECTION
+    ck_assert_int_eq(b->fault_injection, 1);
+#else
+    ck_assert_int_eq(b->fault_injection, 0);
+#endif
+}
+END_TEST
+
+PX_CHECK_MAIN("api", event_names, session_uri_checked, lifecycle, build_info)

@@ -106,4 +106,30 @@ START_TEST(error_leaves_out)
 }
 END_TEST
 
-PX_CHECK_MAIN("opts", defaults, kept, ranges, error_leaves_out)
+/* px_ctx_opts_limits() says the ranges px_ctx_opts_resolve() enforces, and
+ * the defaults lie inside them. */
+START_TEST(limits_match_ranges)
+{
+    px_ctx_opts lo, hi, def;
+    px_ctx_opts_limits(&lo, &hi);
+    px_ctx_opts_limits(NULL, NULL);
+    ck_assert_int_eq(px_ctx_opts_resolve(NULL, &def), 0);
+    ck_assert_int_eq(px_ctx_opts_resolve(&hi, &def), 0);
+    ck_assert_int_eq(px_ctx_opts_resolve(&lo, &def), 0);
+    ck_assert_uint_eq(lo.max_iov, 16);
+    ck_assert_uint_eq(hi.max_iov, 1024);
+    ck_assert_uint_eq(hi.queue_depth, 65536);
+    ck_assert_uint_eq(hi.max_msg_size, 0xffffffffull);
+    ck_assert_uint_eq(hi.max_header_size, 65535);
+    ck_assert_uint_eq(hi.inline_threshold, 1u << 20);
+    ck_assert_uint_eq(hi.keepalive_ms, PX_KEEPALIVE_OFF);
+    ck_assert_int_eq(RESOLVE_WITH(queue_depth, hi.queue_depth + 1), -PX_EINVAL);
+    ck_assert_int_eq(RESOLVE_WITH(max_msg_size, hi.max_msg_size + 1), -PX_EINVAL);
+    ck_assert_int_eq(RESOLVE_WITH(max_header_size, hi.max_header_size + 1), -PX_EINVAL);
+    ck_assert_int_eq(RESOLVE_WITH(max_iov, hi.max_iov + 1), -PX_EINVAL);
+    ck_assert_int_eq(RESOLVE_WITH(max_iov, lo.max_iov - 1), -PX_EINVAL);
+    ck_assert_int_eq(RESOLVE_WITH(inline_threshold, hi.inline_threshold + 1), -PX_EINVAL);
+}
+END_TEST
+
+PX_CHECK_MAIN("opts", defaults, kept, ranges, error_leaves_out, limits_match_ranges)

@@ -761,6 +761,11 @@ static void inproc_get_caps(px_tp *ptp, px_tp_caps *out)
 
 static const char *const inproc_schemes[] = {"inproc", NULL};
 
+/* check_name() refuses every option. */
+static const px_tp_option inproc_options[] = {
+    {NULL, NULL, NULL, NULL, 0, NULL},
+};
+
 const px_transport inproc_transport = {
     .abi = PX_TRANSPORT_ABI,
     .name = "inproc",
@@ -785,6 +790,7 @@ const px_transport inproc_transport = {
     .flush = inproc_flush,
     .kick = inproc_kick,
     .service = inproc_service,
+    .options = inproc_options,
 };
 
 /* The plugin's entry point: plexus calls it after loading the library. */

@@ -697,6 +697,22 @@ static void shm_get_caps(px_tp *ptp, px_tp_caps *out)
 
 static const char *const shm_schemes[] = {"shm", NULL};
 
+/* What shm_opts_parse() accepts (shm_rdv.c). A listener's options apply to
+ * every conn it accepts. */
+static const px_tp_option shm_options[] = {
+    {"allow_uid", "<uid>|any", "own uid only", "any", PX_TP_OPT_CONNECT | PX_TP_OPT_LISTEN,
+     "also trust this user (any: every user); a client also looks for the server under it"},
+    {"cma", "0|1", "1 (0 when PX_SHM_CMA=0)", "0", PX_TP_OPT_CONNECT | PX_TP_OPT_LISTEN,
+     "move large data with one copy by process_vm_readv; 0 on either side turns it off"},
+    {"ring", "<bytes> power of two, 256 KiB..64 MiB", "262144", "1048576", PX_TP_OPT_CONNECT,
+     "the size of each direction's ring in the segment the client creates (a listener ignores it)"},
+    {"spin_us", "<us> 0..1000000", "0", "50", PX_TP_OPT_CONNECT | PX_TP_OPT_LISTEN,
+     "busy-poll the rings this long before the loop sleeps (the largest of any conn applies)"},
+    {"pid", "<pid>", "none", "1", PX_TP_OPT_CONNECT,
+     "informational, as peer_uri() writes it: accepted and ignored (connect only)"},
+    {NULL, NULL, NULL, NULL, 0, NULL},
+};
+
 const px_transport px_shm_transport = {
     .abi = PX_TRANSPORT_ABI,
     .name = "shm",
@@ -721,4 +737,5 @@ const px_transport px_shm_transport = {
     .flush = shm_tx_flush,
     .service = shm_service,
     .prepare = shm_prepare,
+    .options = shm_options,
 };

@@ -457,6 +457,18 @@ static void tcp_get_caps(px_tp *ptp, px_tp_caps *out)
 
 static const char *const tcp_schemes[] = {"tcp", "unix", NULL};
 
+/* What tcp_opts_parse() accepts (tcp_addr.c), for both schemes; a listener
+ * applies them to every socket it accepts. */
+static const px_tp_option tcp_options[] = {
+    {"nodelay", "0|1", "1", "0", PX_TP_OPT_CONNECT | PX_TP_OPT_LISTEN,
+     "TCP_NODELAY: 1 sends small frames at once, 0 lets Nagle batch them (no effect on unix://)"},
+    {"sndbuf", "<bytes> 1..2^30", "the kernel's", "1048576", PX_TP_OPT_CONNECT | PX_TP_OPT_LISTEN,
+     "SO_SNDBUF: the socket's send buffer (the kernel may double or cap it)"},
+    {"rcvbuf", "<bytes> 1..2^30", "the kernel's", "1048576", PX_TP_OPT_CONNECT | PX_TP_OPT_LISTEN,
+     "SO_RCVBUF: the socket's receive buffer (the kernel may double or cap it)"},
+    {NULL, NULL, NULL, NULL, 0, NULL},
+};
+
 const px_transport px_tcp_transport = {
     .abi = PX_TRANSPORT_ABI,
     .name = "tcp",
@@ -481,4 +493,5 @@ const px_transport px_tcp_transport = {
     .flush = tcp_tx_flush,
     .kick = tcp_rx_resume,
     .service = tcp_service,
+    .options = tcp_options,
 };
