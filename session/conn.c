@@ -309,6 +309,7 @@ void conn_established(px_conn *c, uint32_t peer_depth, uint64_t peer_max_msg, ui
 
 void conn_free_unused(px_conn *c)
 {
+    stats_conn_unmade(c);
     ev_timer_stop(c->ctx->loop, &c->tick);
     ev_timer_stop(c->ctx->loop, &c->deadline);
     free(c->slots);
@@ -339,6 +340,7 @@ int conn_create(px_session *s, px_ctx *ctx, int client, px_conn **out)
     c->client = client;
     c->peer_depth = 1;
     px_list_init(&c->session_link);
+    px_list_init(&c->layer_link);
     px_list_init(&c->pending);
     px_list_init(&c->awaiting);
     px_list_init(&c->held);
@@ -354,6 +356,7 @@ int conn_create(px_session *s, px_ctx *ctx, int client, px_conn **out)
     c->tick.data = c;
     c->heard_at = ev_now(ctx->loop);
     tick_start(c);
+    stats_conn_made(c);
     *out = c;
     return 0;
 }
@@ -863,6 +866,7 @@ void conn_closed(px_conn *c)
 
 static void free_conn(px_conn *c)
 {
+    stats_conn_freed(c);
     rx_free_held(c);
     rx_orphan_responses(c);
     free(c->slots);

@@ -130,6 +130,7 @@ typedef struct px_conn {
     struct px_session *session;
     px_ctx *ctx;
     px_list session_link;
+    px_list layer_link; /* the context's list of every connection (stats.c) */
     int client;
     int state;
 
@@ -247,11 +248,19 @@ typedef struct px_server {
     px_list unattached; /* connections before their HELLO (px_conn.session_link) */
     unsigned n_sessions;
     uint64_t next_token;
+    px_conn_stats closed; /* the counters of its connections already freed */
+    uint64_t conns_opened, conns_closed;
 } px_server;
 
 /* ---- across files ------------------------------------------------------ */
 
 struct px_hello;
+
+/* stats.c: a connection joins its context's counters when made and
+ * leaves its counters behind (its context's, its server's) when freed. */
+void stats_conn_made(px_conn *c);
+void stats_conn_unmade(px_conn *c); /* never used: as if never made */
+void stats_conn_freed(px_conn *c);
 
 /* conn.c */
 int conn_create(px_session *s, px_ctx *ctx, int client, px_conn **out);

@@ -51,6 +51,7 @@ int layer_ensure(px_ctx *ctx)
     if (!l)
         return -PX_ENOMEM;
     px_list_init(&l->orphans);
+    px_list_init(&l->conns);
     ctx->layer_priv = l;
     ctx->layer_fini = layer_fini;
     ctx->layer_quiesce = layer_quiesce;

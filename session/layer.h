@@ -9,6 +9,9 @@ typedef struct px_layer {
     px_list orphans;   /* px_session.server_link: server sessions of unbound servers */
     void **quarantine; /* debug builds: retired handles, a ring */
     unsigned n_quarantined;
+    px_list conns;        /* every px_conn of the context (px_conn.layer_link) */
+    px_conn_stats closed; /* the counters of its connections already freed */
+    uint64_t conns_opened, conns_closed;
 } px_layer;
 
 /* Create the context's layer state if it has none. Returns 0; -PX_ENOMEM. */

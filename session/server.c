@@ -28,6 +28,7 @@ static void on_new_conn(void *self, px_tp_conn *tp)
     c->tp = tp;
     c->ctp = srv->ctp;
     c->server = srv;
+    srv->conns_opened++;
     snprintf(c->uri, sizeof(c->uri), "%s", srv->uri); /* a server conn names its server */
     conn_accepted(c);
     px_list_push_back(&srv->unattached, &c->session_link);

@@ -286,6 +286,31 @@ typedef struct px_conn_stats {
 /* Returns 0. */
 PX_API int px_conn_get_stats(const px_conn *c, px_conn_stats *out);
 
+/* Counters over many connections. `conn` sums every counter of
+ * px_conn_stats over the connections open now and those already gone;
+ * its gauges (in_flight, queued, queued_bytes) are over the open ones. */
+typedef struct px_stats_sum {
+    px_conn_stats conn;
+    uint64_t conns_open;   /* now */
+    uint64_t conns_opened; /* since the context, or the server, was made */
+    uint64_t conns_closed; /* freed (after their CONN_TEARDOWN) */
+} px_stats_sum;
+
+/* Every connection of the context, client and server side. Returns 0;
+ * -PX_EINVAL. Context thread only (it walks the open connections). */
+PX_API int px_ctx_get_conn_stats(px_ctx *ctx, px_stats_sum *out);
+
+/* The connections the server accepted (those that have not said HELLO
+ * yet included). Returns 0; -PX_EINVAL. Context thread only. */
+PX_API int px_server_get_stats(const px_server *srv, px_stats_sum *out);
+
+/* The server's open connections: up to `max` of them into conns (each
+ * good for px_conn_get_stats, px_conn_peer, ... until its
+ * CONN_TEARDOWN), and how many there are into *n_open (may be more than
+ * max: call again with a larger array). Returns 0; -PX_EINVAL. Context
+ * thread only. */
+PX_API int px_server_list_conns(const px_server *srv, px_conn **conns, size_t max, size_t *n_open);
+
 /* ---- sending ----------------------------------------------------------- */
 
 /* Send a request. req->out is sent; the response arrives in on_msg with
