@@ -17,7 +17,10 @@
 extern "C" {
 #endif
 
+#ifndef PX_CTX_DECLARED /* one typedef however many headers name it (C99) */
+#define PX_CTX_DECLARED
 typedef struct px_ctx px_ctx;
+#endif
 typedef struct px_mr px_mr;
 
 /* One scatter-gather element. `mr` is optional: NULL for plain memory, or

@@ -35,7 +35,10 @@
 extern "C" {
 #endif
 
+#ifndef PX_CTX_DECLARED /* one typedef however many headers name it (C99) */
+#define PX_CTX_DECLARED
 typedef struct px_ctx px_ctx;
+#endif
 typedef struct px_server px_server;
 typedef struct px_session px_session;
 typedef struct px_conn px_conn;

@@ -48,7 +48,10 @@
 extern "C" {
 #endif
 
+#ifndef PX_CTX_DECLARED /* one typedef however many headers name it (C99) */
+#define PX_CTX_DECLARED
 typedef struct px_ctx px_ctx;
+#endif
 typedef struct px_tp px_tp;                   /* one transport instance per context */
 typedef struct px_tp_listener px_tp_listener; /* a bound address */
 typedef struct px_tp_conn px_tp_conn;         /* one link to a peer */

@@ -106,12 +106,13 @@ esac
 
 [ -x "$build/tools/perf/px-perf" ] || exit 0 # built without the tools
 echo "-- installed tools run from the prefix"
-for t in px-perf px-scale; do
+for t in px-perf px-scale px-info; do
     [ -x "$prefix/bin/$t" ] || {
         echo "$t is not installed"
         exit 1
     }
 done
 env -u LD_LIBRARY_PATH "$prefix/bin/px-perf" --help >/dev/null
+env -u LD_LIBRARY_PATH "$prefix/bin/px-info" -v >/dev/null
 "$prefix/bin/px-perf" local "tcp://127.0.0.1:0" --test lat --iters 200 --quiet >/dev/null
-echo "   px-perf and px-scale installed; px-perf runs from $prefix/bin"
+echo "   px-perf, px-scale and px-info installed and run from $prefix/bin"
