@@ -427,8 +427,11 @@ static void worker_teardown(struct worker *w)
             open++;
     w->teardowns = 0;
     w->n_conns = open;
-    if (open)
-        px_ctx_run_timeout(w->ctx, 3000);
+    /* Until every session has ended, for 3 s at most: a run may also end
+     * early on a stop an interrupt requested meanwhile. */
+    uint64_t until = px_now_ns() + 3000ull * 1000 * 1000;
+    for (uint64_t now = px_now_ns(); w->teardowns < open && now < until; now = px_now_ns())
+        px_ctx_run_timeout(w->ctx, (int)((until - now) / 1000000) + 1);
     if (w->mr)
         px_mem_free(w->mr);
     else
