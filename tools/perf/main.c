@@ -302,8 +302,8 @@ static void finish_options(struct perf_opts *o, const char *warmup, int cpu_set,
     /* Local mode pins the two sides to CPUs of their own only where the
      * machine has CPUs to spare: on two, pinning both leaves the kernel's
      * own work (softirqs for loopback, timers) nowhere to go but under
-     * one of them, and figures measured that way were several times worse
-     * than unpinned (docs/PERFORMANCE.md). */
+     * one of them, and users reported figures up to 24x worse than
+     * unpinned that way (docs/PERFORMANCE.md). */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (cpu_set || scpu_set)
         o->pinning = "as given";
