@@ -382,6 +382,17 @@ static void pool_copy(shm_conn *c, const shm_pool_seg *segs, const uint8_t *cons
         shm_rx_dst_copy(c, src[i], segs[i].len);
 }
 
+/* A descriptor record, checked: take it off the ring (its app header
+ * stays readable until the record is released) and ask the owner where
+ * the data goes. 0, or -1 when the conn is gone. */
+static int bulk_rx_begin(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint32_t len,
+                         int *own)
+{
+    shm_ring_consume(&c->rx, len);
+    c->rxf = (px_tp_rx){.hdr = *h, .app_hdr = rec + PX_FRAME_HDR_LEN + h->ext_len};
+    return shm_rx_assign(c, own);
+}
+
 static int rx_pool(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint32_t len)
 {
     shm_pool_seg segs[SHM_POOL_NSEG];
@@ -390,10 +401,8 @@ static int rx_pool(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint3
     int rc = shm_desc_parse_pool(h, rec + PX_FRAME_HDR_LEN, segs, &nseg);
     if (rc)
         return px_tpc_fail(&c->base, rc);
-    shm_ring_consume(&c->rx, len);
-    c->rxf = (px_tp_rx){.hdr = *h, .app_hdr = rec + PX_FRAME_HDR_LEN + h->ext_len};
     int own;
-    if (shm_rx_assign(c, &own) < 0)
+    if (bulk_rx_begin(c, h, rec, len, &own) < 0)
         return -1;
     /* Mapped after the upcall, copied at once: nothing can evict between. */
     rc = shm_pool_rx_map(c, segs, nseg, src);
@@ -425,10 +434,8 @@ int shm_bulk_rx_cma(shm_conn *c, const px_frame_hdr *h, const uint8_t *rec, uint
     int rc = shm_desc_parse_cma(h, rec + PX_FRAME_HDR_LEN, segs, &nseg);
     if (rc)
         return px_tpc_fail(&c->base, rc);
-    shm_ring_consume(&c->rx, len);
-    c->rxf = (px_tp_rx){.hdr = *h, .app_hdr = rec + PX_FRAME_HDR_LEN + h->ext_len};
     int own;
-    if (shm_rx_assign(c, &own) < 0)
+    if (bulk_rx_begin(c, h, rec, len, &own) < 0)
         return -1;
     if (gate_enter(c) < 0)
         return -1;
