@@ -106,7 +106,7 @@ esac
 
 [ -x "$build/tools/perf/px-perf" ] || exit 0 # built without the tools
 echo "-- installed tools run from the prefix"
-for t in px-perf px-scale px-info; do
+for t in px-perf px-scale px-info px-plot; do
     [ -x "$prefix/bin/$t" ] || {
         echo "$t is not installed"
         exit 1
@@ -115,4 +115,5 @@ done
 env -u LD_LIBRARY_PATH "$prefix/bin/px-perf" --help >/dev/null
 env -u LD_LIBRARY_PATH "$prefix/bin/px-info" -v >/dev/null
 "$prefix/bin/px-perf" local "tcp://127.0.0.1:0" --test lat --iters 200 --quiet >/dev/null
-echo "   px-perf, px-scale and px-info installed and run from $prefix/bin"
+"$prefix/bin/px-plot" --help >/dev/null
+echo "   px-perf, px-scale, px-info and px-plot installed and run from $prefix/bin"

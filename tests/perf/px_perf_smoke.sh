@@ -9,6 +9,8 @@
 # bad-option: a bad option must exit 2.
 # interrupt:  SIGINT to a long run: exit 130, the rows done printed, the
 #             JSON still valid and saying so.
+# plot:       px-plot (third argument) draws a short run as a well-formed
+#             SVG with its three panels; foreign JSON exits 2.
 set -u
 mode=$1
 perf=$2
@@ -57,8 +59,36 @@ PY
     fi
     exit 0
     ;;
+plot)
+    # px-plot draws a real run: an SVG with a panel per kind of data and
+    # a line per row; input that is not px-perf JSON exits 2.
+    plot=$3
+    svg=$(mktemp)
+    trap 'rm -f "$out" "$err" "$svg"' EXIT
+    "$perf" local tcp://127.0.0.1:0 --test lat,rate,bw --sizes 64,64K --iters 300 --json \
+        >"$out" 2>"$err" || fail "px-perf exited $?"
+    python3 "$plot" -o "$svg" "run=$out" 2>"$err" || fail "px-plot exited $?"
+    python3 - "$svg" <<'PY' || fail "the SVG"
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+ns = "{http://www.w3.org/2000/svg}"
+lines = root.iter(ns + "polyline")
+n = sum(1 for _ in lines)
+titles = [t.text for t in root.iter(ns + "text") if t.text]
+for want in ("latency by percentile", "rate against window", "bandwidth against size"):
+    if want not in titles:
+        sys.exit("no panel %r" % want)
+if n < 5:  # lat 64, lat 64K, rr, oneway, bw
+    sys.exit("%d lines" % n)
+PY
+    echo '{"not": "px-perf"}' >"$svg"
+    python3 "$plot" -o /dev/null "$svg" 2>"$err"
+    rc=$?
+    [ $rc -eq 2 ] || fail "px-plot on foreign JSON exited $rc, not 2"
+    exit 0
+    ;;
 smoke) ;;
-*) echo "usage: $0 smoke|bad-option|interrupt PX_PERF" >&2; exit 2 ;;
+*) echo "usage: $0 smoke|bad-option|interrupt|plot PX_PERF [PX_PLOT]" >&2; exit 2 ;;
 esac
 
 "$perf" --version >"$out" 2>"$err" || fail "--version failed"
