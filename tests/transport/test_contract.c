@@ -854,78 +854,20 @@ END_TEST
 
 /* ---- the lending rule: echo from in-place bytes ---------------------------------------- */
 
-typedef struct echo {
-    h_ep *peer;
-    h_msg *backlog[4096];
-    unsigned head, tail;
-    uint64_t sent, queued;
-} echo;
-
-static void echo_push(echo *q, h_msg *m)
-{
-    ck_assert_uint_lt(q->tail - q->head, 4096);
-    q->backlog[q->tail++ % 4096] = m;
-}
-
-static void echo_drain(h_ep *e)
-{
-    echo *q = e->user;
-    while (q->head != q->tail) {
-        h_msg *m = q->backlog[q->head % 4096];
-        int rc = h_send(m);
-        if (rc == -PX_EAGAIN)
-            return;
-        ck_assert_int_ge(rc, 0);
-        q->head++;
-    }
-}
-
-/* The server answers every frame from the bytes it was delivered in (its
- * receive memory), header and all. When refused it keeps a copy (the
- * bytes are lent only during the upcall) and sends it on room. */
-static void echo_frame(h_ep *e, const px_tp_rx *rx, const uint8_t *data)
-{
-    echo *q = e->user;
-    h_msg *m = h_msg_new(e, q->peer, rx->hdr.data_len, 1);
-    m->exp = e->exp[rx->hdr.id];
-    m->s.hdr = rx->hdr;
-    m->s.app_hdr = rx->app_hdr;
-    m->iov[0].base = (void *)data;
-    if (q->head != q->tail) {
-        h_msg_own(m);
-        echo_push(q, m);
-        return;
-    }
-    int rc = h_send(m);
-    if (rc == -PX_EAGAIN) {
-        h_msg_own(m);
-        echo_push(q, m);
-        return;
-    }
-    ck_assert_int_ge(rc, 0);
-    if (rc == PX_TP_SENT)
-        q->sent++;
-    else
-        q->queued++;
-}
-
 START_TEST(inplace_echo)
 {
     h_pair p;
     h_pair_open(&p, g_tmpl);
-    static echo q;
-    memset(&q, 0, sizeof q);
-    q.peer = p.cli;
+    static h_echo q;
+    q.send = NULL;
+    h_echo_start(&q, p.srv, p.cli);
     p.srv->assign_mode = H_DECLINE;
-    p.srv->user = &q;
-    p.srv->on_frame = echo_frame;
-    p.srv->on_room = echo_drain;
     enum { N = 3000 };
     for (int i = 0; i < N; i++) {
         uint32_t len = i % 50 == 7 ? 100000 : i % 97 == 3 ? 20000 : 4000;
         h_send_wait(p.cli, p.srv, len, 2);
     }
-    H_RUN_UNTIL(p.srv->frames == N && p.cli->frames == N && q.head == q.tail &&
+    H_RUN_UNTIL(p.srv->frames == N && p.cli->frames == N && h_echo_idle(&q) &&
                 h_all_finished(p.cli) && h_all_finished(p.srv));
     ck_assert_uint_eq(p.cli->done_errs + p.srv->done_errs, 0);
 }

@@ -319,74 +319,36 @@ END_TEST
 
 /* ---- echo from receive memory ---------------------------------------------------------- */
 
-typedef struct echo {
-    h_ep *peer;
-    h_msg *backlog[4096];
-    unsigned head, tail;
-    uint64_t small, bounced, copies;
-} echo;
+/* What shm does with each echo: counts in the test's own. */
+typedef struct echo_counts {
+    uint64_t small, bounced;
+} echo_counts;
 
-static echo g_echo;
-
-static void echo_push(echo *q, h_msg *m)
+/* A first echo from receive memory: a small one is copied into the other
+ * ring inside send (nothing to hold), a large one, read by the peer later
+ * (CMA, or chunk by chunk) after this memory is reused, is copied aside
+ * first and queued. A resent copy is the owner's memory: never copied
+ * aside again. */
+static int echo_checked(h_echo *q, h_ep *e, h_msg *m, int resend)
 {
-    ck_assert_uint_lt(q->tail - q->head, 4096);
-    h_msg_own(m);
-    q->backlog[q->tail++ % 4096] = m;
-    q->copies++;
-}
-
-/* On room: the owner's copies go, and being the owner's memory, none is
- * copied aside again. */
-static void echo_drain(h_ep *e)
-{
-    echo *q = e->user;
-    while (q->head != q->tail) {
-        h_msg *m = q->backlog[q->head % 4096];
-        uint64_t b = SC(e)->stats.tx_bounced;
-        int rc = h_send(m);
-        if (rc == -PX_EAGAIN)
-            return;
-        ck_assert_int_ge(rc, 0);
-        ck_assert_uint_eq(SC(e)->stats.tx_bounced, b);
-        q->head++;
-    }
-}
-
-/* Echo the frame from the bytes it was delivered in: the ring for a small
- * one, the conn's own buffer for a large one declined. */
-static void echo_frame(h_ep *e, const px_tp_rx *rx, const uint8_t *data)
-{
-    echo *q = e->user;
-    h_msg *m = h_msg_new(e, q->peer, rx->hdr.data_len, 1);
-    m->exp = e->exp[rx->hdr.id];
-    m->s.hdr = rx->hdr;
-    m->s.app_hdr = rx->app_hdr;
-    m->iov[0].base = (void *)data;
-    if (q->head != q->tail) {
-        echo_push(q, m); /* behind the refused ones */
-        return;
-    }
-    int large = rx->hdr.data_len > SC(e)->tx.size / 4;
+    echo_counts *n = q->user;
+    int large = m->s.hdr.data_len > SC(e)->tx.size / 4;
     uint64_t b = SC(e)->stats.tx_bounced;
     int rc = h_send(m);
-    if (rc == -PX_EAGAIN) {
-        echo_push(q, m);
-        return;
-    }
-    ck_assert_int_ge(rc, 0);
-    if (large) {
-        /* Read by the peer (CMA, or chunk by chunk) after this memory is
-         * reused: copied aside first, and queued. */
+    if (rc < 0)
+        return rc;
+    if (resend) {
+        ck_assert_uint_eq(SC(e)->stats.tx_bounced, b);
+    } else if (large) {
         ck_assert_int_eq(rc, PX_TP_QUEUED);
         ck_assert_uint_eq(SC(e)->stats.tx_bounced, b + 1);
-        q->bounced++;
+        n->bounced++;
     } else {
-        /* Copied into the other ring inside send: nothing to hold. */
         ck_assert_int_eq(rc, PX_TP_SENT);
         ck_assert_uint_eq(SC(e)->stats.tx_bounced, b);
-        q->small++;
+        n->small++;
     }
+    return rc;
 }
 
 /* The server echoes every frame from its in-place bytes while the client
@@ -400,23 +362,24 @@ START_TEST(test_inplace_echo_pinned)
 {
     h_pair p;
     h_pair_open(&p, _i ? TMPL_NOCMA : TMPL);
-    echo *q = &g_echo;
-    memset(q, 0, sizeof *q);
-    q->peer = p.cli;
+    static h_echo echo;
+    static echo_counts counts;
+    h_echo *q = &echo;
+    memset(&counts, 0, sizeof counts);
+    q->send = echo_checked;
+    q->user = &counts;
+    h_echo_start(q, p.srv, p.cli);
     p.srv->assign_mode = H_DECLINE;
-    p.srv->user = q;
-    p.srv->on_frame = echo_frame;
-    p.srv->on_room = echo_drain;
     enum { N = 3000 };
     for (int i = 0; i < N; i++)
         h_send_wait(p.cli, p.srv, i % 5 == 2 ? 100000 : 4000, 2);
-    H_RUN_UNTIL(p.srv->frames == N && p.cli->frames == N && q->head == q->tail &&
+    H_RUN_UNTIL(p.srv->frames == N && p.cli->frames == N && h_echo_idle(q) &&
                 h_all_finished(p.cli) && h_all_finished(p.srv));
     ck_assert_uint_eq(p.cli->done_errs + p.srv->done_errs, 0);
-    ck_assert_uint_gt(q->small, 0);
-    ck_assert_uint_gt(q->bounced, 0);
-    ck_assert_uint_eq(q->small + q->bounced + q->copies, N);
-    ck_assert_uint_eq(SC(p.srv)->stats.tx_bounced, q->bounced);
+    ck_assert_uint_gt(counts.small, 0);
+    ck_assert_uint_gt(counts.bounced, 0);
+    ck_assert_uint_eq(counts.small + counts.bounced + q->copies, N);
+    ck_assert_uint_eq(SC(p.srv)->stats.tx_bounced, counts.bounced);
     ck_assert_uint_eq(SC(p.cli)->stats.tx_bounced, 0); /* the client sends from H_PAT */
 }
 END_TEST

@@ -858,6 +858,75 @@ int h_send_wait(h_ep *from, h_ep *to, uint32_t len, unsigned nseg)
     }
 }
 
+/* ---- echo -------------------------------------------------------------------------------- */
+
+static int echo_send(h_echo *q, h_ep *e, h_msg *m, int resend)
+{
+    return q->send ? q->send(q, e, m, resend) : h_send(m);
+}
+
+static void echo_keep(h_echo *q, h_msg *m)
+{
+    ck_assert_uint_lt(q->tail - q->head, H_ECHO_MAX);
+    h_msg_own(m);
+    q->backlog[q->tail++ % H_ECHO_MAX] = m;
+    q->copies++;
+}
+
+static void echo_room(h_ep *e)
+{
+    h_echo *q = e->user;
+    while (q->head != q->tail) {
+        int rc = echo_send(q, e, q->backlog[q->head % H_ECHO_MAX], 1);
+        if (rc == -PX_EAGAIN)
+            return;
+        ck_assert_int_ge(rc, 0);
+        q->head++;
+    }
+}
+
+static void echo_frame(h_ep *e, const px_tp_rx *rx, const uint8_t *data)
+{
+    h_echo *q = e->user;
+    h_msg *m = h_msg_new(e, q->peer, rx->hdr.data_len, 1);
+    m->exp = e->exp[rx->hdr.id];
+    m->s.hdr = rx->hdr;
+    m->s.app_hdr = rx->app_hdr;
+    m->iov[0].base = (void *)data;
+    if (q->head != q->tail) { /* behind the refused ones */
+        echo_keep(q, m);
+        return;
+    }
+    int rc = echo_send(q, e, m, 0);
+    if (rc == -PX_EAGAIN) {
+        echo_keep(q, m);
+        return;
+    }
+    ck_assert_int_ge(rc, 0);
+    if (rc == PX_TP_SENT)
+        q->sent++;
+    else
+        q->queued++;
+}
+
+void h_echo_start(h_echo *q, h_ep *e, h_ep *peer)
+{
+    int (*send)(h_echo *, h_ep *, h_msg *, int) = q->send;
+    void *user = q->user;
+    memset(q, 0, sizeof *q);
+    q->send = send;
+    q->user = user;
+    q->peer = peer;
+    e->user = q;
+    e->on_frame = echo_frame;
+    e->on_room = echo_room;
+}
+
+int h_echo_idle(const h_echo *q)
+{
+    return q->head == q->tail;
+}
+
 /* ---- raw peers ------------------------------------------------------------------------- */
 
 int h_raw_ok(const char *scheme)

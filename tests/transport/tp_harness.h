@@ -267,6 +267,29 @@ void h_expect(h_ep *to, uint64_t id, const h_exp *x);
 /* Every queued send of e finished (done or returned). */
 int h_all_finished(const h_ep *e);
 
+/* ---- echo from receive memory (the lending rule) ---------------------------------- */
+
+/* An ep that answers every frame from the bytes it was delivered in (its
+ * receive memory), header and all, to `peer`. A refused echo is kept as a
+ * private copy (the bytes are lent only during the upcall: h_msg_own) and
+ * sent on room, in order. `send`, when set, sends in the harness's place
+ * (to check what a transport did with each echo; `resend`: one of those
+ * copies); it returns h_send's result. State of one test. */
+#define H_ECHO_MAX 4096
+typedef struct h_echo {
+    h_ep *peer;
+    int (*send)(struct h_echo *q, h_ep *e, h_msg *m, int resend);
+    h_msg *backlog[H_ECHO_MAX];
+    unsigned head, tail;
+    uint64_t sent, queued, copies; /* first sends: PX_TP_SENT, PX_TP_QUEUED; copies kept */
+    void *user;
+} h_echo;
+
+/* Make e echo to peer through q (zeroed here). */
+void h_echo_start(h_echo *q, h_ep *e, h_ep *peer);
+/* Nothing waits for room any more. */
+int h_echo_idle(const h_echo *q);
+
 /* ---- raw peers (tests/conformance/raw_link) -------------------------------------- */
 
 struct raw_link;
