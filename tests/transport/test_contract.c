@@ -956,12 +956,8 @@ int main(int argc, char **argv)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     for (unsigned i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (only) {
-            const char *hit = strstr(only, tests[i].name);
-            size_t n = strlen(tests[i].name);
-            if (!hit || (hit != only && hit[-1] != ',') || (hit[n] && hit[n] != ','))
-                continue;
-        }
+        if (!h_case_wanted(only, tests[i].name))
+            continue;
         tcase_add_test(tc, tests[i].test);
     }
     suite_add_tcase(s, tc);

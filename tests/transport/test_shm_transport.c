@@ -873,12 +873,8 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     for (unsigned i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (only) {
-            const char *hit = strstr(only, tests[i].name);
-            size_t n = strlen(tests[i].name);
-            if (!hit || (hit != only && hit[-1] != ',') || (hit[n] && hit[n] != ','))
-                continue;
-        }
+        if (!h_case_wanted(only, tests[i].name))
+            continue;
         TCase *to = tests[i].fixture ? tc : unit;
         if (tests[i].loops)
             tcase_add_loop_test(to, tests[i].test, 0, tests[i].loops);

@@ -33,6 +33,17 @@ static void check_gaps(const h_ep *e);
 
 #define H_PAT_LEN (H_PAT_SPAN + H_MAX_FRAME)
 
+int h_case_wanted(const char *list, const char *name)
+{
+    if (!list)
+        return 1;
+    size_t n = strlen(name);
+    for (const char *hit = strstr(list, name); hit; hit = strstr(hit + 1, name))
+        if ((hit == list || hit[-1] == ',') && (!hit[n] || hit[n] == ','))
+            return 1;
+    return 0;
+}
+
 uint64_t h_timeout_ms(void)
 {
     const char *v = getenv("PX_CONTRACT_TIMEOUT_MS");

@@ -190,6 +190,10 @@ void h_uri(const char *tmpl, char *out, size_t len);
 
 /* ---- running ------------------------------------------------------------- */
 
+/* Is `name` one of the comma-separated names in `list` (a case filter
+ * from the environment)? A NULL list names every case. */
+int h_case_wanted(const char *list, const char *name);
+
 /* One iteration of a context's loop (px_ctx_run_timeout(ctx, 0)). */
 void h_run(int side);
 void h_run_both(void);
