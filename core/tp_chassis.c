@@ -30,33 +30,16 @@ _Static_assert(sizeof(ev_idle) <= sizeof(px_tp_watch), "px_tp_watch too small");
 
 #define OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
-static void link_init(px_tp_link *l)
-{
-    l->prev = l->next = l;
-}
 static int link_empty(const px_tp_link *h)
 {
     return h->next == h;
-}
-static void link_push(px_tp_link *h, px_tp_link *n)
-{
-    n->prev = h->prev;
-    n->next = h;
-    h->prev->next = n;
-    h->prev = n;
-}
-static void link_del(px_tp_link *n)
-{
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    n->prev = n->next = n;
 }
 static px_tp_link *link_pop(px_tp_link *h)
 {
     if (link_empty(h))
         return NULL;
     px_tp_link *n = h->next;
-    link_del(n);
+    px_tp_link_del(n);
     return n;
 }
 /* Move every node of `from` to the end of `to`. */
@@ -68,7 +51,7 @@ static void link_splice(px_tp_link *to, px_tp_link *from)
     to->prev->next = from->next;
     from->prev->next = to;
     to->prev = from->prev;
-    link_init(from);
+    px_tp_link_init(from);
 }
 
 static struct ev_loop *loop_of(const px_tp *tp)
@@ -118,7 +101,7 @@ static void progress(px_tp *tp)
         while ((n = link_pop(&tp->deferred)))
             run_conn_deferred(OF(n, px_tp_conn, defer_link));
         px_tp_link batch;
-        link_init(&batch);
+        px_tp_link_init(&batch);
         link_splice(&batch, &tp->dirty);
         while ((n = link_pop(&batch))) {
             px_tp_conn *c = OF(n, px_tp_conn, dirty_link);
@@ -146,12 +129,12 @@ static int service_hot(px_tp *tp)
         return 0;
     int busy = 0;
     px_tp_link todo;
-    link_init(&todo);
+    px_tp_link_init(&todo);
     link_splice(&todo, &tp->hot);
     px_tp_link *n;
     while ((n = link_pop(&todo))) {
         px_tp_conn *c = OF(n, px_tp_conn, hot_link);
-        link_push(&tp->hot, &c->hot_link);
+        px_tp_link_push(&tp->hot, &c->hot_link);
         busy += service(c) > 0;
     }
     return busy;
@@ -191,11 +174,11 @@ void px_tpc_init(px_tp *tp, const px_transport *ops, const px_tp_host *host)
 {
     tp->ops = ops;
     tp->host = host;
-    link_init(&tp->conns);
-    link_init(&tp->listeners);
-    link_init(&tp->deferred);
-    link_init(&tp->dirty);
-    link_init(&tp->hot);
+    px_tp_link_init(&tp->conns);
+    px_tp_link_init(&tp->listeners);
+    px_tp_link_init(&tp->deferred);
+    px_tp_link_init(&tp->dirty);
+    px_tp_link_init(&tp->hot);
     tp->in_progress = 0;
     tp->nevents = 0;
     ev_prepare_init(prep_of(tp), prepare_cb);
@@ -234,16 +217,16 @@ void px_tpc_conn_init(px_tp_conn *c, px_tp *tp)
 {
     c->ops = tp->ops;
     c->tp = tp;
-    link_init(&c->defer_link);
-    link_init(&c->dirty_link);
-    link_init(&c->hot_link);
-    link_init(&c->lst_link);
-    link_push(&tp->conns, &c->link);
+    px_tp_link_init(&c->defer_link);
+    px_tp_link_init(&c->dirty_link);
+    px_tp_link_init(&c->hot_link);
+    px_tp_link_init(&c->lst_link);
+    px_tp_link_push(&tp->conns, &c->link);
 }
 
 static void free_tp_conn(px_tp_conn *c)
 {
-    link_del(&c->link);
+    px_tp_link_del(&c->link);
     c->ops->conn_free(c);
 }
 
@@ -319,9 +302,9 @@ int px_tpc_complete_head(px_tp_conn *c, int status)
 
 static void unlink_work(px_tp_conn *c)
 {
-    link_del(&c->defer_link);
-    link_del(&c->dirty_link);
-    link_del(&c->hot_link);
+    px_tp_link_del(&c->defer_link);
+    px_tp_link_del(&c->dirty_link);
+    px_tp_link_del(&c->hot_link);
 }
 
 int px_tpc_disconnect(px_tp_conn *c, int reason)
@@ -387,8 +370,8 @@ void px_tpc_defer(px_tp_conn *c, int event, int reason)
         c->defer_event = event;
         c->defer_reason = reason;
     }
-    link_del(&c->defer_link);
-    link_push(&c->tp->deferred, &c->defer_link);
+    px_tp_link_del(&c->defer_link);
+    px_tp_link_push(&c->tp->deferred, &c->defer_link);
     arm(c->tp);
 }
 
@@ -420,7 +403,7 @@ static void run_conn_deferred(px_tp_conn *c)
 void px_tpc_mark_dirty(px_tp_conn *c)
 {
     if (c->dirty_link.next == &c->dirty_link && !c->closed && !c->dead) {
-        link_push(&c->tp->dirty, &c->dirty_link);
+        px_tp_link_push(&c->tp->dirty, &c->dirty_link);
         arm(c->tp);
     }
 }
@@ -429,7 +412,7 @@ void px_tpc_mark_hot(px_tp_conn *c)
 {
     c->idle_polls = 0;
     if (c->hot_link.next == &c->hot_link && !c->closed && !c->dead) {
-        link_push(&c->tp->hot, &c->hot_link);
+        px_tp_link_push(&c->tp->hot, &c->hot_link);
         /* Only a transport with a before-sleep hook needs the loop's help
          * for hot conns; the others are only busy-polled. */
         if (c->tp->ops->prepare)
@@ -439,27 +422,27 @@ void px_tpc_mark_hot(px_tp_conn *c)
 
 void px_tpc_cool(px_tp_conn *c)
 {
-    link_del(&c->hot_link);
+    px_tp_link_del(&c->hot_link);
 }
 
 int px_tpc_hot_each(px_tp *tp, int (*fn)(px_tp_conn *c, void *arg), void *arg)
 {
     int kept = 0, stop = 0;
     px_tp_link todo;
-    link_init(&todo);
+    px_tp_link_init(&todo);
     link_splice(&todo, &tp->hot);
     px_tp_link *n;
     while ((n = link_pop(&todo))) {
         px_tp_conn *c = OF(n, px_tp_conn, hot_link);
         if (stop) {
-            link_push(&tp->hot, &c->hot_link);
+            px_tp_link_push(&tp->hot, &c->hot_link);
             kept++;
             continue;
         }
-        link_push(&tp->hot, &c->hot_link); /* fn may cool or close it */
+        px_tp_link_push(&tp->hot, &c->hot_link); /* fn may cool or close it */
         int r = fn(c, arg);
         if (r == 0)
-            link_del(&c->hot_link);
+            px_tp_link_del(&c->hot_link);
         else if (r > 0)
             kept++;
         stop = r == 2;
@@ -493,20 +476,20 @@ void px_tpc_listener_init(px_tp_listener *l, px_tp *tp, const px_tp_listen_owner
     l->ops = tp->ops;
     l->tp = tp;
     l->owner = *owner;
-    link_init(&l->pending);
-    link_push(&tp->listeners, &l->link);
+    px_tp_link_init(&l->pending);
+    px_tp_link_push(&tp->listeners, &l->link);
 }
 
 static void free_listener(px_tp_listener *l)
 {
-    link_del(&l->link);
+    px_tp_link_del(&l->link);
     l->ops->listener_free(l);
 }
 
 int px_tpc_offer(px_tp_listener *l, px_tp_conn *c)
 {
     c->lst = l;
-    link_push(&l->pending, &c->lst_link);
+    px_tp_link_push(&l->pending, &c->lst_link);
     /* The conn is not touched after this: the owner may accept, reject or
      * keep it, or close the listener (which closes it). */
     l->depth++;
@@ -523,7 +506,7 @@ int px_tpc_accept(px_tp_conn *c, const px_tp_owner *owner)
 {
     if (!c->lst || c->closed)
         return -PX_EINVAL;
-    link_del(&c->lst_link);
+    px_tp_link_del(&c->lst_link);
     c->lst = NULL;
     c->owner = *owner;
     return 0;
@@ -550,7 +533,7 @@ void px_tpc_close(px_tp_conn *c, px_tp_fifo *unfinished)
     if (c->closed)
         return;
     c->closed = 1;
-    link_del(&c->lst_link);
+    px_tp_link_del(&c->lst_link);
     c->lst = NULL;
     unlink_work(c);
     px_tp_send *s;

@@ -66,6 +66,28 @@ typedef struct px_tp_link {
     struct px_tp_link *prev, *next;
 } px_tp_link;
 
+/* A node (or head) linked to itself: on no list (an empty list). */
+static inline void px_tp_link_init(px_tp_link *l)
+{
+    l->prev = l->next = l;
+}
+/* Add n at the end of the list headed by h. */
+static inline void px_tp_link_push(px_tp_link *h, px_tp_link *n)
+{
+    n->prev = h->prev;
+    n->next = h;
+    h->prev->next = n;
+    h->prev = n;
+}
+/* Take n off its list; it is left linked to itself (removing it again is
+ * harmless). */
+static inline void px_tp_link_del(px_tp_link *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+
 /* A FIFO of sends, linked through px_tp_send.tp_next: queueing a send never
  * allocates. Value type; {NULL, NULL} is empty. */
 typedef struct px_tp_fifo {
