@@ -10,5 +10,9 @@
 extern const px_transport px_tcp_transport;
 /* shm:// (transports/shm/). */
 extern const px_transport px_shm_transport;
+#if PX_HAVE_RDMA
+/* rdma:// (transports/rdma/), when built with rdma-core. */
+extern const px_transport px_rdma_transport;
+#endif
 
 #endif

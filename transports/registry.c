@@ -85,6 +85,11 @@ static void register_builtins(void)
     rc = px_transport_register(&px_shm_transport);
     if (rc)
         PX_LOGE("registering the built-in shm transport failed: %d", rc);
+#if PX_HAVE_RDMA
+    rc = px_transport_register(&px_rdma_transport);
+    if (rc)
+        PX_LOGE("registering the built-in rdma transport failed: %d", rc);
+#endif
 }
 
 static const px_transport *find_registered(const char *scheme)
@@ -172,12 +177,11 @@ static const struct {
     const char *scheme;
     const char *why;
 } unbuilt[] = {
-#if PX_HAVE_RDMA
-    {"rdma", "rdma:// is not implemented in this version of plexus"},
-#else
-    {"rdma", "rdma:// is not implemented in this version of plexus (it will also need "
-             "rdma-core at build time: apt-get install libibverbs-dev librdmacm-dev)"},
+#if !PX_HAVE_RDMA
+    {"rdma", "rdma:// was not built into this plexus: rebuild it with rdma-core present "
+             "(apt-get install libibverbs-dev librdmacm-dev)"},
 #endif
+    {NULL, NULL},
 };
 
 int px_transport_lookup(const char *scheme, const px_transport **out)
@@ -187,7 +191,7 @@ int px_transport_lookup(const char *scheme, const px_transport **out)
         *out = t;
         return 0;
     }
-    for (size_t i = 0; scheme && i < sizeof unbuilt / sizeof unbuilt[0]; i++) {
+    for (size_t i = 0; scheme && unbuilt[i].scheme; i++) {
         if (strcmp(scheme, unbuilt[i].scheme) == 0) {
             PX_LOGW("%s", unbuilt[i].why);
             return -PX_ENOTBUILT;

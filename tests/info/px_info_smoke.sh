@@ -24,7 +24,12 @@ expect '^  tcp +builtin +tcp +loaded$' "tcp built in and loaded"
 expect '^  unix +builtin +tcp +loaded$' "unix served by tcp"
 expect '^  shm +builtin +shm +loaded$' "shm built in and loaded"
 expect '^  inproc +plugin +inproc +loaded from .*/libplexus-inproc\.so$' "inproc loaded as a plugin"
-expect '^  rdma .*not available: .*not implemented in this version' "rdma said to be missing"
+if grep -q 'rdma:// is built in' "$out"; then
+    expect '^  rdma +builtin +rdma +loaded$' "rdma built in and loaded"
+    expect '^    eager=' "rdma's eager option"
+else
+    expect '^  rdma .*not available: .*not built into this plexus' "rdma said to be missing"
+fi
 expect '^    nodelay=0\|1$' "tcp's nodelay option"
 expect '^    sndbuf=' "tcp's sndbuf option"
 expect '^    allow_uid=' "shm's allow_uid option"

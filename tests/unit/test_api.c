@@ -54,7 +54,17 @@ START_TEST(session_uri_checked)
     ck_assert_int_eq(create_rc("shm://name?colour=blue"), -PX_EBADOPT);
     ck_assert_int_eq(create_rc("shm://host:1"), -PX_EBADPATH);
     ck_assert_int_eq(create_rc("nosuch://x:1"), -PX_EBADSCHEME);
-    ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000"), -PX_ENOTBUILT);
+    if (px_get_build_info()->rdma) {
+        ck_assert_int_eq(create_rc("rdma://10.0.0.1"), -PX_EBADPORT);
+        ck_assert_int_eq(create_rc("rdma://:7000"), -PX_EBADHOST);
+        ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000/x"), -PX_EBADPATH);
+        ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000?eager=12"), -PX_EBADOPT);
+        ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000?rq=1"), -PX_EBADOPT);
+        ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000?srq=1"), -PX_EBADOPT);
+        ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000?eager=16384&rq=64&sq=64&inline=0"), 0);
+    } else {
+        ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000"), -PX_ENOTBUILT);
+    }
     /* Good ones, without a server or a resolver. */
     ck_assert_int_eq(create_rc("tcp://127.0.0.1:7000?nodelay=0"), 0);
     ck_assert_int_eq(create_rc("tcp://no-such-host.invalid:7000"), 0); /* resolved at connect */

@@ -19,6 +19,7 @@ static const struct {
     {"unix", "unix:///tmp/px-options-test.sock"},
     {"shm", "shm://px-options-test"},
     {"inproc", "inproc://px-options-test"},
+    {"rdma", "rdma://10.0.0.1:7000"},
 };
 
 static const char *base_of(const char *scheme)

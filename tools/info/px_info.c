@@ -1,6 +1,6 @@
 /* px-info — what this plexus is, and what it can do: as ucx_info and fi_info.
  *
- *   px-info [-v] [-t] [-o] [-c] [-h]
+ *   px-info [-v] [-t] [-o] [-c] [-d] [-h]
  *
  *   (none)  everything below
  *   -v      the version and how the library was built
@@ -9,6 +9,7 @@
  *   -o      every URI option of every transport, its default and meaning
  *   -c      the context defaults (px_ctx_opts resolved from zeros) and the
  *           range each field accepts
+ *   -d      the RDMA devices, their ports and limits (what rdma:// can use)
  *   -h      this help
  *
  * Plugins load from $PX_PLUGIN_DIR, else the installed plugin directory,
@@ -26,6 +27,8 @@
 
 #include <plexus/plexus.h>
 #include <plexus/transport.h>
+
+#include "rdma_devices.h"
 
 #define MAX_TP      32
 #define REASON_LEN  512
@@ -194,8 +197,7 @@ static void print_version(void)
     printf("  %-18s %s\n", "build type", b->build_type[0] ? b->build_type : "(not given)");
     printf("  %-18s %s\n", "compiler", b->compiler[0] ? b->compiler : "(not given)");
     printf("  %-18s %s\n", "rdma-core",
-           b->rdma ? "found at build time (the rdma transport is not in this version)"
-                   : "not found at build time");
+           b->rdma ? "found at build time (rdma:// is built in)" : "not found at build time");
     printf("  %-18s %s\n", "fault injection", b->fault_injection ? "compiled in (PX_FAULT)" : "no");
     printf("  %-18s %s\n", "sanitizers", b->sanitizers[0] ? b->sanitizers : "none");
     printf("  %-18s %s\n", "plugin dir", b->plugin_dir);
@@ -370,21 +372,22 @@ static void print_ctx_defaults(void)
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: px-info [-v] [-t] [-o] [-c] [-h]\n"
+    fprintf(to, "usage: px-info [-v] [-t] [-o] [-c] [-d] [-h]\n"
                 "  (none)  everything\n"
                 "  -v      version and build configuration\n"
                 "  -t      transports and schemes: built in or plugin, loaded or not and why\n"
                 "  -o      URI options of every transport, with defaults\n"
                 "  -c      context defaults (px_ctx_opts) and their ranges\n"
+                "  -d      RDMA devices, their ports and limits\n"
                 "  -h      this help\n"
                 "Plugins load from $PX_PLUGIN_DIR, else the installed plugin directory.\n");
 }
 
 int main(int argc, char **argv)
 {
-    int v = 0, t = 0, o = 0, c = 0, ch;
+    int v = 0, t = 0, o = 0, c = 0, d = 0, ch;
     opterr = 0;
-    while ((ch = getopt(argc, argv, "vtoch")) != -1) {
+    while ((ch = getopt(argc, argv, "vtocdh")) != -1) {
         switch (ch) {
         case 'v':
             v = 1;
@@ -397,6 +400,9 @@ int main(int argc, char **argv)
             break;
         case 'c':
             c = 1;
+            break;
+        case 'd':
+            d = 1;
             break;
         case 'h':
             usage(stdout);
@@ -412,8 +418,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (!v && !t && !o && !c)
-        v = t = o = c = 1;
+    if (!v && !t && !o && !c && !d)
+        v = t = o = c = d = 1;
     if (t || o)
         discover();
     int sep = 0;
@@ -434,6 +440,11 @@ int main(int argc, char **argv)
     if (c) {
         printf("%s", sep ? "\n" : "");
         print_ctx_defaults();
+        sep = 1;
+    }
+    if (d) {
+        printf("%s", sep ? "\n" : "");
+        print_rdma_devices();
     }
     return 0;
 }
