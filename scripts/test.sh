@@ -2,8 +2,9 @@
 # test.sh — set up, then every test: the suite in a normal -Werror build,
 # again under AddressSanitizer + UndefinedBehaviorSanitizer, the
 # multi-threaded tests (the context, inproc between threads) under
-# ThreadSanitizer, and short libFuzzer runs of
-# every decoder. Fails on the first failure.
+# ThreadSanitizer, the rdma:// suites in a soft-RoCE guest (rxe-vm.sh: no
+# RDMA here otherwise), and short libFuzzer runs of every decoder. Fails
+# on the first failure.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,13 +13,17 @@ jobs=$(nproc)
 
 "$src/scripts/setup.sh" "$root/release"
 echo "== tests (release build)"
-ctest --test-dir "$root/release" --output-on-failure -j"$jobs" --timeout 600
+ctest --test-dir "$root/release" --output-on-failure -j"$jobs" --timeout 600 -LE rdma
+
+echo "== rdma:// suites in the soft-RoCE guest (scripts/rxe-vm.sh)"
+(cd "$root/release" && "$src/scripts/rxe-vm.sh" --timeout 1200 -- \
+    ctest -L rdma --output-on-failure -j2 --timeout 900)
 
 echo "== tests under ASan + UBSan"
 "$src/scripts/setup.sh" "$root/asan" -DCMAKE_BUILD_TYPE=Debug -DPX_SANITIZE=address,undefined \
     -DPX_BUILD_TOOLS=ON
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$root/asan" --output-on-failure -j"$jobs" --timeout 900
+    ctest --test-dir "$root/asan" --output-on-failure -j"$jobs" --timeout 900 -LE rdma
 
 echo "== multi-threaded tests under ThreadSanitizer"
 "$src/scripts/setup.sh" "$root/tsan" -DCMAKE_BUILD_TYPE=Debug -DPX_SANITIZE=thread \

@@ -722,13 +722,13 @@ static int shutdown_server(struct srv *g)
     return status;
 }
 
-/* A second server of the same scheme, for redirects: port 0 for tcp, a
- * "-alt" suffix for path- and name-addressed transports. */
+/* A second server of the same scheme, for redirects: port 0 for tcp and
+ * rdma, a "-alt" suffix for path- and name-addressed transports. */
 static int bind_alt(struct srv *g, const char *uri)
 {
     char alt[1100];
     const char *colon = strrchr(uri, ':');
-    if (strncmp(uri, "tcp://", 6) == 0 && colon != NULL)
+    if ((strncmp(uri, "tcp://", 6) == 0 || strncmp(uri, "rdma://", 7) == 0) && colon != NULL)
         snprintf(alt, sizeof(alt), "%.*s:0", (int)(colon - uri), uri);
     else
         snprintf(alt, sizeof(alt), "%s-alt", uri);

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #endif
 #include "raw_link.h"
+#include "raw_rdma.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +28,7 @@
 #include "transports/shm/shm_rdv.h"
 
 struct raw_link {
+    raw_rdma *rdma; /* rdma:// (raw_rdma.c) */
     int shm;
     int fd; /* the stream socket, or shm's rendezvous socket */
     /* shm only */
@@ -207,7 +209,11 @@ raw_link *raw_dial(const char *uri)
     if (!l)
         return NULL;
     l->fd = l->efd_peer = l->efd_self = -1;
-    if (strncmp(uri, "shm://", 6) == 0) {
+    if (strncmp(uri, "rdma://", 7) == 0) {
+        l->rdma = raw_rdma_dial(uri);
+        if (l->rdma)
+            return l;
+    } else if (strncmp(uri, "shm://", 6) == 0) {
         l->shm = 1;
         char name[128];
         snprintf(name, sizeof(name), "%.*s", (int)strcspn(uri + 6, "?"), uri + 6);
@@ -229,6 +235,8 @@ raw_link *raw_dial(const char *uri)
 
 int raw_send(raw_link *l, const void *bytes, size_t len)
 {
+    if (l->rdma)
+        return raw_rdma_send(l->rdma, bytes, len);
     if (l->shm)
         return shm_send(l, SHM_REC_FRAME, bytes, len);
     return send(l->fd, bytes, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
@@ -289,6 +297,8 @@ static int read_full(int fd, uint8_t *p, size_t n, uint64_t deadline)
 long raw_recv(raw_link *l, void *buf, size_t cap, int ms)
 {
     uint64_t deadline = now_ms() + (uint64_t)ms;
+    if (l->rdma)
+        return raw_rdma_recv(l->rdma, buf, cap, ms);
     if (l->shm) {
         for (;;) {
             long n = shm_take(l, buf, cap);
@@ -319,6 +329,8 @@ long raw_recv(raw_link *l, void *buf, size_t cap, int ms)
 
 int raw_wait_closed(raw_link *l, int ms)
 {
+    if (l->rdma)
+        return raw_rdma_wait_closed(l->rdma, ms);
     uint64_t deadline = now_ms() + (uint64_t)ms;
     uint8_t buf[4096];
     for (;;) {
@@ -344,7 +356,7 @@ int raw_link_fd(const raw_link *l)
 
 void raw_shutdown(raw_link *l)
 {
-    if (!l->shm)
+    if (!l->shm && !l->rdma)
         shutdown(l->fd, SHUT_WR);
 }
 
@@ -352,6 +364,7 @@ void raw_close(raw_link *l)
 {
     if (!l)
         return;
+    raw_rdma_close(l->rdma);
     if (l->fd >= 0)
         close(l->fd);
     if (l->efd_peer >= 0)
@@ -367,6 +380,8 @@ int raw_listen(const char *uri_in, char *bound, size_t len)
 {
     char uri[1100]; /* bound may be uri_in itself */
     snprintf(uri, sizeof(uri), "%s", uri_in);
+    if (strncmp(uri, "rdma://", 7) == 0)
+        return raw_rdma_listen(uri, bound, len);
     int fd;
     if (strncmp(uri, "shm://", 6) == 0) {
         struct sockaddr_un un;
@@ -428,6 +443,17 @@ static int shm_adopt(raw_link *l)
 
 raw_link *raw_accept(int lfd, int ms)
 {
+    if (raw_rdma_is_listener(lfd)) {
+        raw_link *r = calloc(1, sizeof(*r));
+        if (!r)
+            return NULL;
+        r->fd = r->efd_peer = r->efd_self = -1;
+        r->rdma = raw_rdma_accept(lfd, ms);
+        if (r->rdma)
+            return r;
+        free(r);
+        return NULL;
+    }
     struct pollfd pfd = {.fd = lfd, .events = POLLIN};
     if (poll(&pfd, 1, ms) != 1)
         return NULL;
@@ -477,6 +503,10 @@ raw_link *raw_accept_hello(int lfd, uint32_t depth, int ms)
 
 void raw_listen_close(int fd)
 {
+    if (raw_rdma_is_listener(fd)) {
+        raw_rdma_listen_close(fd);
+        return;
+    }
     struct sockaddr_un un;
     socklen_t len = sizeof(un);
     if (getsockname(fd, (struct sockaddr *)&un, &len) == 0 && un.sun_family == AF_UNIX &&

@@ -651,6 +651,11 @@ START_TEST(peer_dies_mid_frame)
 {
     if (raw_skip("peer_dies_mid_frame"))
         return;
+    if (strcmp(g_scheme, "rdma") == 0) {
+        /* A SEND arrives whole or not at all: there is no frame to cut. */
+        fprintf(stderr, "peer_dies_mid_frame: no partial frames on rdma://: skipped\n");
+        return;
+    }
     h_lst *L = h_lst_new(H_ACCEPT);
     h_listen(L, g_tmpl);
     uint8_t *big = malloc(PX_FRAME_HDR_LEN + 32 + MIB);

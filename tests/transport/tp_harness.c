@@ -942,7 +942,8 @@ int h_echo_idle(const h_echo *q)
 
 int h_raw_ok(const char *scheme)
 {
-    return strcmp(scheme, "tcp") == 0 || strcmp(scheme, "unix") == 0 || strcmp(scheme, "shm") == 0;
+    return strcmp(scheme, "tcp") == 0 || strcmp(scheme, "unix") == 0 ||
+           strcmp(scheme, "shm") == 0 || (strcmp(scheme, "rdma") == 0 && PX_HAVE_RDMA);
 }
 
 typedef struct dial_job {

@@ -1,0 +1,22 @@
+/* The raw peer's rdma:// half (raw_rdma.c), behind raw_link.h: the same
+ * calls, for a link whose URI is rdma://. Without rdma-core every call
+ * fails. */
+#ifndef CONF_RAW_RDMA_H
+#define CONF_RAW_RDMA_H
+
+#include <stddef.h>
+
+typedef struct raw_rdma raw_rdma;
+
+raw_rdma *raw_rdma_dial(const char *uri);
+int raw_rdma_send(raw_rdma *r, const void *bytes, size_t len);
+long raw_rdma_recv(raw_rdma *r, void *buf, size_t cap, int ms);
+int raw_rdma_wait_closed(raw_rdma *r, int ms);
+void raw_rdma_close(raw_rdma *r);
+/* A listener: the returned int names it for the calls below. */
+int raw_rdma_listen(const char *uri, char *bound, size_t len);
+int raw_rdma_is_listener(int fd);
+raw_rdma *raw_rdma_accept(int fd, int ms);
+void raw_rdma_listen_close(int fd);
+
+#endif
