@@ -60,7 +60,8 @@ START_TEST(session_uri_checked)
         ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000/x"), -PX_EBADPATH);
         ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000?eager=12"), -PX_EBADOPT);
         ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000?rq=1"), -PX_EBADOPT);
-        ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000?srq=1"), -PX_EBADOPT);
+        ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000?srq=2"), -PX_EBADOPT);
+        ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000?srq=1&rq=8"), 0);
         ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000?eager=16384&rq=64&sq=64&inline=0"), 0);
     } else {
         ck_assert_int_eq(create_rc("rdma://10.0.0.1:7000"), -PX_ENOTBUILT);

@@ -322,14 +322,10 @@ static int rtp_accept(px_tp_conn *pc, const px_tp_owner *owner)
     int rc = px_tpc_accept(pc, owner);
     if (rc < 0)
         return rc;
-    if (c->disc_reason) { /* the peer left while on offer */
-        c->state = RC_OPEN;
-        px_tpc_defer(pc, PX_TP_EV_DISCONNECTED, c->disc_reason);
-        return 0;
-    }
     c->state = RC_OPEN;
-    if (c->rxq_n)
-        px_tpc_defer(pc, PX_TPC_KICK, 0); /* frames that arrived while on offer */
+    /* Frames that arrived while on offer, and the peer's leaving after them. */
+    if (c->rxq_n || c->disc_pending)
+        px_tpc_defer(pc, PX_TPC_KICK, 0);
     px_tpc_mark_dirty(pc);
     return 0;
 }
@@ -396,8 +392,8 @@ static void on_established(rdma_conn *c, const cm_ev *ev)
     if (px_tpc_connected(&c->base) < 0)
         return;
     px_tpc_mark_dirty(&c->base);
-    px_tpc_room(&c->base); /* sends refused while connecting may go now */
     px_tpc_mark_hot(&c->base);
+    px_tpc_room(&c->base); /* sends refused while connecting may go now (last: it may close) */
 }
 
 /* The link is gone under an open (or offered) conn. */
@@ -410,12 +406,17 @@ static void link_lost(rdma_conn *c, int reason, const char *why)
     }
     if (c->state == RC_DEAD || c->base.closed)
         return;
-    if (c->state == RC_PENDING) { /* on offer: the owner hears it once it accepts */
-        c->disc_reason = reason;
-        rdma_qp_destroy(c);
+    /* What the peer sent before it went is in our CQ (its SENDs completed
+     * before its disconnect left): deliver it first, as a stream delivers
+     * the bytes before its EOF. On offer, the frames wait for accept, and
+     * the disconnect with them (rdma_rx_resume). Paused, they are lost
+     * with the link, as a paused stream's unread bytes are: the owner may
+     * be waiting for this very end to let go of what it holds. */
+    c->disc_pending = reason;
+    if (rdma_cq_poll(c) < 0)
         return;
-    }
-    px_tpc_disconnect(&c->base, reason);
+    if (c->state == RC_OPEN && !c->base.closed)
+        px_tpc_disconnect(&c->base, reason);
 }
 
 static void conn_event(rdma_conn *c, const cm_ev *ev)
@@ -654,6 +655,7 @@ static void rtp_fini(px_tp *ptp)
     while (tp->lingering.next != &tp->lingering)
         linger_end(CONTAINER(tp->lingering.next, rdma_conn, linger_link));
     px_tpc_fini(ptp);
+    rdma_srq_fini(tp);
     if (tp->cm) {
         ptp->host->ops->io_fini(ptp->host, &tp->cm_io);
         rdma_destroy_event_channel(tp->cm);

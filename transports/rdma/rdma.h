@@ -11,6 +11,7 @@
  *                requests, credits, the doorbell-batched post list
  *   rdma_rx.c    receives: in-order delivery from pre-posted buffers, the
  *                rendezvous RDMA READ, reposting and credit return
+ *   rdma_srq.c   the shared receive queue of a device (srq=1)
  *   rdma_mem.c   memory regions (one MR per protection domain), the
  *                registered bounce pool, remote keys
  *   rdma_addr.c  URI <-> sockaddr, options, errno mapping
@@ -58,6 +59,7 @@
 #define RDMA_POOL_MIN    (64u << 10) /* smallest bounce buffer */
 #define RDMA_POOL_KEEP   (64u << 20) /* bounce bytes kept for reuse per instance */
 #define RDMA_CM_TIMEOUT  5000        /* ms for address and route resolution */
+#define RDMA_SRQ_BUFS    1024u       /* buffers of a shared receive queue */
 #define RDMA_PRIV_MAGIC  0x44525850u /* "PXRD" */
 #define RDMA_PRIV_VER    1u
 
@@ -86,7 +88,19 @@ typedef struct rdma_opts {
     uint32_t rq;        /* receive buffers (credits given to the peer) */
     uint32_t sq;        /* send slots */
     uint32_t inline_sz; /* max_inline asked of the QP */
+    uint32_t srq;       /* 1: receive from the device's shared queue */
 } rdma_opts;
+
+/* A shared receive queue and its buffers (rdma_srq.c). Owned by the
+ * instance (one per device, made with its first srq=1 conn). */
+typedef struct rdma_srq {
+    struct ibv_srq *srq;
+    uint8_t *mem; /* n buffers of buf_len */
+    struct ibv_mr *mr;
+    uint32_t n, buf_len;
+    struct ibv_recv_wr *rwr; /* scratch for posting */
+    struct ibv_sge *rsge;
+} rdma_srq;
 
 /* One RDMA device the instance opened, with its protection domain.
  * Owned by the instance, from init to fini. */
@@ -94,6 +108,7 @@ typedef struct rdma_dev {
     struct ibv_context *verbs; /* rdma_get_devices()'s: the one cm_ids use */
     struct ibv_pd *pd;
     struct ibv_device_attr attr;
+    rdma_srq *srq; /* NULL until a conn asks for one */
 } rdma_dev;
 
 /* A registered bounce buffer: plain user memory is copied through one.
@@ -195,7 +210,7 @@ typedef struct rdma_conn {
     rdma_state state;
     int dev; /* index into tp->devs, -1 before the route is known */
     rdma_opts opts;
-    int disc_reason; /* why the link went, for the log */
+    int disc_pending; /* the peer disconnected: this, once the frames before it are delivered */
 
     /* verbs */
     struct ibv_comp_channel *chan;
@@ -205,7 +220,8 @@ typedef struct rdma_conn {
     int cq_watched;
     unsigned cq_unacked;
     uint32_t cq_len;
-    uint8_t *mem; /* sq slots then nrecv receive buffers, buf_len each */
+    rdma_srq *srq; /* srq=1: receive buffers are the device's; else ours */
+    uint8_t *mem;  /* sq slots then (without srq) nrecv receive buffers, buf_len each */
     size_t mem_len;
     struct ibv_mr *mem_mr;
     uint32_t buf_len; /* our buffers (slots and receives) */
@@ -267,7 +283,15 @@ static inline uint8_t *rdma_slot(const rdma_conn *c, uint64_t seq)
 
 static inline uint8_t *rdma_rbuf(const rdma_conn *c, uint32_t i)
 {
+    if (c->srq)
+        return c->srq->mem + (size_t)i * c->srq->buf_len;
     return c->mem + ((size_t)c->opts.sq + i) * c->buf_len;
+}
+
+/* How many receive buffers a conn's buffer indexes range over. */
+static inline uint32_t rdma_nbufs(const rdma_conn *c)
+{
+    return c->srq ? c->srq->n : c->nrecv;
 }
 
 /* rdma_qp.c */
@@ -333,6 +357,15 @@ struct ibv_mr *rdma_mr_of(const rdma_conn *c, const px_mr *mr);
 rdma_buf *rdma_pool_get(rdma_tp *tp, int dev, size_t len);
 void rdma_pool_put(rdma_tp *tp, rdma_buf *b);
 void rdma_pool_fini(rdma_tp *tp);
+
+/* rdma_srq.c */
+/* The device's shared receive queue, made on first use with buffers of
+ * buf_len. 0, or -PX_EOPNOTSUPP (the device has none) / -PX_ENOMEM. */
+int rdma_srq_get(rdma_tp *tp, int dev, uint32_t buf_len, rdma_srq **out);
+int rdma_srq_post(rdma_srq *s, const uint32_t *bufs, uint32_t n);
+/* The conn's QP is gone: every pool buffer it holds goes back. */
+void rdma_srq_reclaim(rdma_conn *c);
+void rdma_srq_fini(rdma_tp *tp);
 
 /* rdma_addr.c */
 int rdma_addr_from_uri(const px_uri *uri, int passive, struct sockaddr_storage *out);

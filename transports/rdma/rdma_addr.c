@@ -60,6 +60,7 @@ static const struct {
     {"rq", 2, 4096, 64, offsetof(rdma_opts, rq)},
     {"sq", 2, 4096, 80, offsetof(rdma_opts, sq)},
     {"inline", 0, 1024, 128, offsetof(rdma_opts, inline_sz)},
+    {"srq", 0, 1, 0, offsetof(rdma_opts, srq)},
 };
 #define N_OPTS (sizeof opt_range / sizeof opt_range[0])
 
@@ -74,6 +75,9 @@ const px_tp_option rdma_options[] = {
     {"inline", "<bytes> 0..1024", "128", "256", PX_TP_OPT_CONNECT | PX_TP_OPT_LISTEN,
      "max_inline asked of the queue pair (the device may give less; px-info shows it): "
      "SENDs this small are copied into the work request"},
+    {"srq", "0|1", "0", "1", PX_TP_OPT_CONNECT | PX_TP_OPT_LISTEN,
+     "1: receive from one shared queue of 1024 buffers per device (memory follows traffic, "
+     "not connections; rq then defaults to 16 and sq to 24); 0: a queue per connection"},
     {NULL, NULL, NULL, NULL, 0, NULL},
 };
 
@@ -92,6 +96,7 @@ static int parse_u32(const char *s, uint32_t *out)
 
 int rdma_opts_parse(const px_uri *uri, rdma_opts *out)
 {
+    unsigned given = 0;
     for (size_t i = 0; i < N_OPTS; i++)
         *(uint32_t *)(void *)((char *)out + opt_range[i].off) = opt_range[i].def;
     for (unsigned k = 0; k < uri->n_opts; k++) {
@@ -100,7 +105,8 @@ int rdma_opts_parse(const px_uri *uri, rdma_opts *out)
         while (i < N_OPTS && strcmp(o->key, opt_range[i].name) != 0)
             i++;
         if (i == N_OPTS) {
-            PX_TP_LOG(PX_LOG_WARN, "rdma://: unknown option '%s' (eager, rq, sq, inline)", o->key);
+            PX_TP_LOG(PX_LOG_WARN, "rdma://: unknown option '%s' (eager, rq, sq, inline, srq)",
+                      o->key);
             return -PX_EBADOPT;
         }
         uint32_t v;
@@ -110,6 +116,15 @@ int rdma_opts_parse(const px_uri *uri, rdma_opts *out)
             return -PX_EBADOPT;
         }
         *(uint32_t *)(void *)((char *)out + opt_range[i].off) = v;
+        given |= 1u << i;
+    }
+    /* A shared queue's connections keep small windows and slot rings: the
+     * pool, not each connection, holds the burst. */
+    if (out->srq) {
+        if (!(given & (1u << 1)))
+            out->rq = 16;
+        if (!(given & (1u << 2)))
+            out->sq = 24;
     }
     return 0;
 }

@@ -79,12 +79,13 @@ static int make_qp(rdma_conn *c, const rdma_dev *d)
         .recv_cq = c->cq,
         .qp_type = IBV_QPT_RC,
         .sq_sig_all = 0,
+        .srq = c->srq ? c->srq->srq : NULL,
         .cap =
             {
                 .max_send_wr = c->opts.sq + c->max_reads + 2,
-                .max_recv_wr = c->nrecv,
+                .max_recv_wr = c->srq ? 0 : c->nrecv,
                 .max_send_sge = 1,
-                .max_recv_sge = 1,
+                .max_recv_sge = c->srq ? 0 : 1,
                 .max_inline_data = c->opts.inline_sz,
             },
     };
@@ -107,7 +108,7 @@ static int make_qp(rdma_conn *c, const rdma_dev *d)
 
 static int make_mem(rdma_conn *c, const rdma_dev *d)
 {
-    size_t nbuf = (size_t)c->opts.sq + c->nrecv;
+    size_t nbuf = (size_t)c->opts.sq + (c->srq ? 0 : c->nrecv);
     c->mem_len = nbuf * c->buf_len;
     if (posix_memalign((void **)&c->mem, 4096, c->mem_len) != 0) {
         c->mem = NULL;
@@ -162,13 +163,26 @@ int rdma_qp_create(rdma_conn *c)
     c->opts.rq = umin(c->opts.rq, (uint32_t)d->attr.max_qp_wr - RDMA_SPARE);
     c->nrecv = c->opts.rq + RDMA_SPARE;
     c->buf_len = buf_len_for(c);
-    int rc = make_cq(c, d);
+    int rc = 0;
+    if (c->opts.srq) {
+        /* The pool's buffer size is the first conn's: all of a context's
+         * conns need the same room for headers. */
+        rc = rdma_srq_get(c->tp, c->dev, c->buf_len, &c->srq);
+        if (rc == 0)
+            c->buf_len = c->srq->buf_len;
+    }
+    if (rc == 0)
+        rc = make_cq(c, d);
     if (rc == 0)
         rc = make_qp(c, d);
     if (rc == 0)
         rc = make_mem(c, d);
-    if (rc == 0)
+    if (rc == 0 && !c->srq)
         rc = post_all_receives(c);
+    /* Frames are delivered in place from the receive buffers: a send the
+     * owner holds past the upcall copies from them first. */
+    if (rc == 0)
+        px_tpc_lendable(&c->base, 0, rdma_rbuf(c, 0), (size_t)rdma_nbufs(c) * c->buf_len);
     return rc;
 }
 
@@ -184,6 +198,7 @@ void rdma_qp_destroy(rdma_conn *c)
         (void)rdma_disconnect(c->id);
     rdma_destroy_qp(c->id);
     c->qp = NULL;
+    rdma_srq_reclaim(c);
 }
 
 void rdma_qp_free(rdma_conn *c)
@@ -248,8 +263,18 @@ static int wc_reason(enum ibv_wc_status st)
     }
 }
 
+/* A receive completion whose buffer no frame will use: back to the
+ * shared queue (a conn's own buffers die with it). */
+static void recv_unused(rdma_conn *c, const struct ibv_wc *wc)
+{
+    uint32_t b = (uint32_t)WR_SEQ(wc->wr_id);
+    if (c->srq && WR_KIND(wc->wr_id) == WR_RECV && b < c->srq->n)
+        (void)rdma_srq_post(c->srq, &b, 1);
+}
+
 static int wc_failed(rdma_conn *c, const struct ibv_wc *wc)
 {
+    recv_unused(c, wc);
     if (c->state == RC_DEAD || c->base.closed)
         return 0; /* the flush of a link already gone */
     int reason = wc_reason(wc->status);
@@ -269,6 +294,7 @@ static void linger_wc(rdma_conn *c, const struct ibv_wc *wc)
 {
     if (wc->status == IBV_WC_SUCCESS && WR_KIND(wc->wr_id) == WR_SEND)
         c->slot_done = WR_SEQ(wc->wr_id) + 1;
+    recv_unused(c, wc);
 }
 
 static int handle_wc(rdma_conn *c, const struct ibv_wc *wc)

@@ -43,18 +43,22 @@ static uint64_t get64(const uint8_t *p)
     return le64toh(v);
 }
 
-/* The buffer goes back at the next flush; `credit`: it held a message the
- * peer spent a credit on. */
-static void repost(rdma_conn *c, uint32_t buf, int credit)
+/* The buffer goes back at the next flush (at once when the list is full:
+ * a peer flooding CREDITs into a shared queue); `credit`: it held a
+ * message the peer spent a credit on. 0, or -1 when the conn is gone. */
+static int repost(rdma_conn *c, uint32_t buf, int credit)
 {
+    if (c->nrepost == c->nrecv && rdma_post_receives(c) < 0)
+        return -1;
     c->repost[c->nrepost++] = buf;
     c->owed_next += credit ? 1u : 0u;
     px_tpc_mark_dirty(&c->base);
+    return 0;
 }
 
 int rdma_rx_arrived(rdma_conn *c, uint32_t buf, uint32_t len)
 {
-    if (buf >= c->nrecv)
+    if (buf >= rdma_nbufs(c))
         return px_tpc_fail(&c->base, -PX_EIO);
     const uint8_t *p = rdma_rbuf(c, buf);
     unsigned kind = len >= RDMA_WIRE_HDR ? p[0] : 0;
@@ -70,14 +74,18 @@ int rdma_rx_arrived(rdma_conn *c, uint32_t buf, uint32_t len)
     case RW_CREDIT:
         if (len != RDMA_WIRE_HDR)
             return px_tpc_fail(&c->base, -PX_EPROTO);
-        repost(c, buf, 0);
-        return 0;
+        return repost(c, buf, 0);
     case RW_DONE:
         if (len != RDMA_WIRE_HDR)
             return px_tpc_fail(&c->base, -PX_EPROTO);
-        repost(c, buf, 1);
+        if (repost(c, buf, 1) < 0)
+            return -1;
         return rdma_tx_rdv_done(c, get32(p + 4));
     default:
+        if (c->rxq_n == c->nrecv) { /* more than its window (a shared queue lets it) */
+            PX_TP_LOG(PX_LOG_WARN, "rdma: the peer sent over its window of %u", c->opts.rq);
+            return px_tpc_fail(&c->base, -PX_EPROTO);
+        }
         c->rxq[(c->rxq_head + c->rxq_n++) % c->nrecv] = (rdma_rxent){.buf = buf, .len = len};
         return 0;
     }
@@ -140,8 +148,7 @@ static int deliver_data(rdma_conn *c, const rdma_rxent *e)
     rx.more = px_tpc_more(&c->base, count_more);
     if (px_tpc_frame(&c->base, &rx) < 0)
         return -1;
-    repost(c, e->buf, 1);
-    return 0;
+    return repost(c, e->buf, 1);
 }
 
 /* ---- rendezvous ------------------------------------------------------------------- */
@@ -277,11 +284,18 @@ static int finish_rdv(rdma_conn *c)
         return -1;
     }
     rx.more = px_tpc_more(&c->base, count_more);
+    /* Delivered in place from the bounce buffer: a send the owner holds
+     * past the upcall must copy from it first (the lending rule). */
+    rdma_tp *tp = c->tp; /* the conn may be gone after the upcall */
+    int own = r->own;
+    if (own)
+        px_tpc_lendable(&c->base, 1, b->addr, rx.hdr.data_len);
     int rc = px_tpc_frame(&c->base, &rx);
-    rdma_pool_put(c->tp, b); /* in-place data was lent for the upcall only */
-    if (rc < 0)
+    if (rc == 0 && own)
+        px_tpc_lendable(&c->base, 1, NULL, 0);
+    rdma_pool_put(tp, b); /* in-place data was lent for the upcall only */
+    if (rc < 0 || repost(c, ent.buf, 1) < 0)
         return -1;
-    repost(c, ent.buf, 1);
     return rdma_rx_deliver(c);
 }
 
@@ -331,5 +345,9 @@ int rdma_rx_resume(px_tp_conn *pc)
     rdma_conn *c = CONN(pc);
     if (pc->closed || c->state != RC_OPEN)
         return 0;
-    return rdma_rx_deliver(c) < 0 ? -1 : 0;
+    if (rdma_rx_deliver(c) < 0)
+        return -1;
+    if (c->disc_pending && !c->rxq_n && !pc->closed)
+        return px_tpc_disconnect(pc, c->disc_pending);
+    return 0;
 }

@@ -283,6 +283,14 @@ int rdma_post_receives(rdma_conn *c)
 {
     if (!c->nrepost)
         return 0;
+    if (c->srq) {
+        if (rdma_srq_post(c->srq, c->repost, c->nrepost) < 0)
+            return c->state == RC_OPEN ? px_tpc_disconnect(&c->base, -PX_EIO) : -PX_EIO;
+        c->nrepost = 0;
+        c->owed += c->owed_next;
+        c->owed_next = 0;
+        return 0;
+    }
     for (uint32_t i = 0; i < c->nrepost; i++) {
         uint32_t b = c->repost[i];
         c->rsge[i] = (struct ibv_sge){
