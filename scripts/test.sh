@@ -17,7 +17,7 @@ ctest --test-dir "$root/release" --output-on-failure -j"$jobs" --timeout 600 -LE
 
 echo "== rdma:// suites in the soft-RoCE guest (scripts/rxe-vm.sh)"
 (cd "$root/release" && "$src/scripts/rxe-vm.sh" --timeout 1200 -- \
-    ctest -L rdma --output-on-failure -j2 --timeout 900)
+    ctest -L rdma --output-on-failure --timeout 900)
 
 echo "== tests under ASan + UBSan"
 "$src/scripts/setup.sh" "$root/asan" -DCMAKE_BUILD_TYPE=Debug -DPX_SANITIZE=address,undefined \

@@ -2380,6 +2380,27 @@ START_TEST(assign_aborted)
 }
 END_TEST
 
+/* ---- rdma_remote_access_error: a rendezvous naming memory the peer does
+ * not have (a bad rkey) ends that one connection, with the remote access
+ * error named, and the server carries on. rdma:// only. */
+START_TEST(rdma_remote_access_error)
+{
+    struct server sv;
+    server_start(&sv);
+    raw_link *l = dial(sv.uri);
+    ck_assert_int_eq(raw_hello(l, MIB, 4096), 0);
+    uint8_t f[32 + sizeof(struct conf_hdr)];
+    raw_request(f, CONF_ECHO, 3, 0, 100000, 0, 9);
+    ck_assert_int_eq(raw_send_bad_rdv(l, f, sizeof(struct conf_hdr)), 0);
+    ck_assert_msg(raw_wait_closed(l, 10000), "the server kept a connection whose READ failed");
+    raw_close(l);
+    struct client *cl = client_new(sv.uri, NULL);
+    echo_once(cl, 4, 100000);
+    client_free(cl);
+    server_stop(&sv);
+}
+END_TEST
+
 /* ---- request_timeout: nng's aio timeout, per message or per context. */
 START_TEST(request_timeout)
 {
@@ -2478,6 +2499,7 @@ enum needs {
     N_PROCESS = 1, /* the server (or a second client) in a process it kills or stops */
     N_WIRE = 2,    /* raw bytes to or from the server: a transport with a wire */
     N_CUT = 4,     /* a raw peer that stops inside a large message's data */
+    N_RDMA = 8,    /* rdma:// itself */
 };
 
 static void add_case_needing(Suite *s, const char *name, const TTest *fn, int timeout,
@@ -2490,6 +2512,8 @@ static void add_case_needing(Suite *s, const char *name, const TTest *fn, int ti
                 name, g_uri);
         return;
     }
+    if (needs & N_RDMA && strncmp(g_uri, "rdma://", 7) != 0)
+        return; /* a case of rdma:// alone */
     if (in_process() && needs) {
         fprintf(stderr, "conformance: %s: not applicable to %s (%s)\n", name, g_uri,
                 needs & N_PROCESS ? "it needs a peer in another process"
@@ -2548,6 +2572,7 @@ int main(int argc, char **argv)
     add_case_needing(s, "cancel_unanswered", cancel_unanswered, 30, N_WIRE | N_PROCESS);
     add_case(s, "cancel_reply_buffer", cancel_reply_buffer, 30);
     add_case_needing(s, "assign_aborted", assign_aborted, 60, N_WIRE | N_CUT);
+    add_case_needing(s, "rdma_remote_access_error", rdma_remote_access_error, 60, N_WIRE | N_RDMA);
     add_case(s, "request_timeout", request_timeout, 30);
     add_case(s, "server_unbind_graceful", server_unbind_graceful, 30);
     add_case(s, "server_unbind_abrupt", server_unbind_abrupt, 30);

@@ -242,6 +242,11 @@ int raw_send(raw_link *l, const void *bytes, size_t len)
     return send(l->fd, bytes, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
 }
 
+int raw_send_bad_rdv(raw_link *l, const void *frame, size_t hdr_len)
+{
+    return l->rdma ? raw_rdma_send_rts(l->rdma, frame, hdr_len, 0x1000, 0xbad0bad) : -1;
+}
+
 int raw_send_record(raw_link *l, int kind, const void *bytes, size_t len)
 {
     return l->shm ? shm_send(l, kind, bytes, len) : -1;

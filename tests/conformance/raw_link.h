@@ -38,6 +38,11 @@ void raw_close(raw_link *l);
  * to say what plexus's own shm would never say. 0 or -1. */
 int raw_send_record(raw_link *l, int kind, const void *bytes, size_t len);
 
+/* rdma only: a rendezvous request for `frame` (header, then hdr_len bytes
+ * of application header) naming remote memory at addr/rkey that is not
+ * there. 0 or -1. */
+int raw_send_bad_rdv(raw_link *l, const void *frame, size_t hdr_len);
+
 /* The plexus handshake, spoken raw: send a HELLO with these limits and
  * read the HELLO_ACK. Returns 0 when accepted (its limits in *depth etc.
  * when not NULL), -1 otherwise. */

@@ -293,6 +293,39 @@ int raw_rdma_send(raw_rdma *r, const void *bytes, size_t len)
     return post_send(r, RW_DATA, bytes, len);
 }
 
+int raw_rdma_send_rts(raw_rdma *r, const uint8_t *frame, size_t hdr_len, uint64_t addr,
+                      uint32_t rkey)
+{
+    /* frame: a 32-byte header (data_len set, ext_len 0) then hdr_len bytes
+     * of application header; the descriptor names one remote segment. */
+    uint32_t data_len;
+    memcpy(&data_len, frame + 12, 4);
+    data_len = le32toh(data_len);
+    size_t len = 32 + 24 + hdr_len;
+    uint8_t *m = malloc(len);
+    memcpy(m, frame, 32);
+    m[28] = 24; /* ext_len */
+    m[29] = 0;
+    uint32_t v = htole32(1);
+    memcpy(m + 32, &v, 4); /* one segment */
+    v = htole32(0);        /* the rendezvous seq */
+    memcpy(m + 36, &v, 4);
+    uint64_t a = htole64(addr);
+    memcpy(m + 40, &a, 8);
+    v = htole32(data_len);
+    memcpy(m + 48, &v, 4);
+    v = htole32(rkey);
+    memcpy(m + 52, &v, 4);
+    memcpy(m + 56, frame + 32, hdr_len);
+    int rc = -1;
+    if (!r->gone && r->peer_credits > 0) {
+        r->peer_credits--;
+        rc = post_send(r, RW_RTS, m, len);
+    }
+    free(m);
+    return rc;
+}
+
 /* A received buffer handled: post it again and owe the server its credit. */
 static int recycle(raw_rdma *r, uint32_t i, int credit)
 {
@@ -457,6 +490,11 @@ void raw_rdma_listen_close(int fd)
 }
 
 #else /* no rdma-core: no rdma:// peer */
+int raw_rdma_send_rts(raw_rdma *r, const uint8_t *frame, size_t hdr_len, uint64_t addr,
+                      uint32_t rkey)
+{
+    return -1;
+}
 raw_rdma *raw_rdma_dial(const char *uri)
 {
     return NULL;
