@@ -2,7 +2,7 @@
 # compare.sh — plexus beside the raw floor and its peers, in one run.
 #
 #   bench/compare.sh [--build DIR] [--rounds N] [--duration SEC] [--install]
-#                    [--only tcp|shm] [--baseline DIR] [--quiet]
+#                    [--only tcp|shm] [--rdma ADDR] [--baseline DIR] [--quiet]
 #
 # For every metric of the BRIEF's targets table it runs the floor (bench/
 # floor_*), plexus (px-perf local) and each installed peer (sockperf,
@@ -20,6 +20,13 @@
 # --install: apt-get update and install sockperf, ucx-utils, libfabric-bin
 # first (Debian; needs root). A peer that is missing or fails is reported
 # as n/a with the reason; the script itself only fails when the build does.
+# --rdma ADDR: the rdma:// figures alone, on the RDMA device holding ADDR
+# (an IP address of it): px-perf beside perftest (ib_send_lat, whose half
+# round trip is doubled; ib_write_bw and ib_read_bw, MiB/s made GB/s) and
+# ucx_perftest over rc_verbs, with the targets of the rdma issue (round
+# trip <= 1.1 x 2 x ib_send_lat; bandwidth >= 0.9 x ib_write_bw). Under
+# soft-RoCE (scripts/rxe-vm.sh) the figures are an emulator's: a check
+# that the comparison runs, never a measurement.
 # --baseline DIR: another build (an older commit's, with px-perf built):
 # its px-perf runs right after ours for every plexus figure of every round,
 # and a last table gives each figure's ratio to it (before/after a change).
@@ -34,9 +41,10 @@ install=0
 only=""
 quiet=0
 baseline=""
+rdma=""
 
 usage() {
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -48,6 +56,7 @@ while [ $# -gt 0 ]; do
     --install) install=1; shift ;;
     --only) only=$2; shift 2 ;;
     --baseline) baseline=$2; shift 2 ;;
+    --rdma) rdma=$2; only=rdma; shift 2 ;;
     --quiet) quiet=1; shift ;;
     -h | --help) usage ;;
     *) echo "compare.sh: unknown option $1" >&2; usage ;;
@@ -81,6 +90,7 @@ ftcp=$build/bench/floor_tcp
 fshm=$build/bench/floor_shm
 fmem=$build/bench/floor_memcpy
 for b in "$perf" "$ftcp" "$fshm" "$fmem"; do
+    [ -n "$rdma" ] && [ "$b" != "$perf" ] && continue # the rdma figures need px-perf alone
     [ -x "$b" ] || { echo "compare.sh: $b missing (build it, or pass --build DIR)" >&2; exit 1; }
 done
 bperf=""
@@ -161,7 +171,7 @@ floor_shm() { # floor_shm TEST FIELD
     esac
 }
 
-canary() { "$fshm" --test pp --duration 0.3 --json 2>/dev/null | grep -o '"p50": [0-9.]*' | awk '{print $2}'; }
+canary() { [ -x "$fshm" ] || return 0; "$fshm" --test pp --duration 0.3 --json 2>/dev/null | grep -o '"p50": [0-9.]*' | awk '{print $2}'; }
 
 floor_tcp() { # floor_tcp pp-busy|pp-blocking|bw
     local out=$tmp/ftcp
@@ -259,6 +269,29 @@ fi_pp() { # fi_pp PROVIDER EP_TYPE: mean round trip (fi_pingpong gives no median
     [ -n "$v" ] && echo "$v" || failed "$out"
 }
 
+# perftest PROG SIZE: ib_send_lat's typical half round trip doubled (us);
+# ib_write_bw / ib_read_bw average bandwidth in GB/s (perftest's MB/s are
+# MiB/s). Both ends use rdma_cm (-R), which RoCE, iWARP and IPoIB all take.
+perftest() {
+    have "$1" || { echo "n/a (not installed)"; return; }
+    local prog=$1 size=$2 out=$tmp/pt dev
+    dev=$(ibv_devices 2>/dev/null | awk 'NR > 2 {print $1; exit}')
+    [ -n "$dev" ] || { echo "n/a (no RDMA device)"; return; }
+    local p args
+    p=$(port)
+    args=(-d "$dev" -R -p "$p" -s "$size")
+    case $prog in
+    ib_send_lat) args+=(-n 10000) ;;
+    *) args+=(-D "$sp_t") ;;
+    esac
+    with_server "$out.s" "$prog" "${args[@]}" -- "$prog" "${args[@]}" "$rdma" >"$out" 2>&1 ||
+        { failed "$out"; return; }
+    case $prog in
+    ib_send_lat) awk -v s="$size" '$1 == s && NF >= 5 {print $5 * 2; exit}' "$out" ;;
+    *) awk -v s="$size" '$1 == s && NF >= 4 {printf "%.3f\n", $4 * 1048576 / 1e9; exit}' "$out" ;;
+    esac
+}
+
 # ---- the metrics ---------------------------------------------------------------------
 # id|label|unit|better(lo/hi)|target kind|target value
 metrics=(
@@ -271,13 +304,23 @@ metrics=(
     "shm_rtt_sleep|shm 64 B round trip, peer asleep|us|lo|floor|1.1"
     "shm_oneway|shm 64 B one-way rate|M/s|hi|abs|25"
     "shm_bw|shm 1 MiB bandwidth|GB/s|hi|abs|45"
+    "rdma_rtt|rdma 64 B round trip, busy-poll|us|lo|floor|1.1"
+    "rdma_rr|rdma 64 B req/reply rate, window 64|M/s|hi|abs|10"
+    "rdma_bw|rdma 1 MiB bandwidth|GB/s|hi|floor|0.9"
 )
+# Which metrics run: --only's, and the rdma ones only with --rdma (they
+# need a device).
+wanted() {
+    if [[ $1 == rdma_* ]]; then [ -n "$rdma" ]; else [ -z "$only" ] || [[ $1 == ${only}_* ]]; fi
+}
 
 SHM_URI="shm://pxcompare-$$"
 # sockperf takes whole seconds.
 sp_t=$(awk -v d="$dur" 'BEGIN {t = int(d + 0.999); print t < 1 ? 1 : t}')
 TCP_URI="tcp://127.0.0.1:0"
 POLL=(--poll-us 1000)
+RDMA_URI="rdma://${rdma:-127.0.0.1}:0"
+if [[ $rdma == *:* ]]; then RDMA_URI="rdma://[$rdma]:0"; fi
 
 # contenders METRIC: "name|command" lines; the first is the floor, the
 # second plexus, the rest peers ("plexus ..." extras are listed in the
@@ -308,6 +351,13 @@ contenders() {
         "ucx posix|ucx posix tag_bw 64 5000000" ;;
     shm_bw) printf '%s\n' "memcpy|floor_memcpy" "plexus|plexus $SHM_URI bw 1048576 ${POLL[*]}" \
         "ucx posix|ucx posix tag_bw 1048576 5000" ;;
+    rdma_rtt) printf '%s\n' "2 x ib_send_lat|perftest ib_send_lat 64" \
+        "plexus|plexus $RDMA_URI lat 64 ${POLL[*]}" "plexus blocking|plexus $RDMA_URI lat 64" \
+        "ucx rc_verbs|ucx rc_verbs tag_lat 64 100000" ;;
+    rdma_rr) printf '%s\n' "-|" "plexus|plexus $RDMA_URI rate-rr 64 --window 64 ${POLL[*]}" ;;
+    rdma_bw) printf '%s\n' "ib_write_bw|perftest ib_write_bw 1048576" \
+        "plexus|plexus $RDMA_URI bw 1048576 ${POLL[*]}" "ib_read_bw|perftest ib_read_bw 1048576" \
+        "ucx rc_verbs|ucx rc_verbs tag_bw 1048576 2000" ;;
     esac
 }
 
@@ -330,7 +380,7 @@ log "canary (cache-line ping-pong round trip) at start: ${c:-?} us"
 for ((r = 1; r <= rounds; r++)); do
     for m in "${metrics[@]}"; do
         id=${m%%|*}
-        [ -z "$only" ] || [[ $id == ${only}_* ]] || continue
+        wanted "$id" || continue
         while IFS='|' read -r name cmd; do
             [ "$name" = "-" ] && continue
             log "round $r/$rounds: $id: $name"
@@ -389,7 +439,7 @@ printf '%-36s %-5s %-28s %-30s %-22s %-9s %-8s %-14s %s\n' metric unit floor ple
     "px/floor" "px/peer" target status
 for m in "${metrics[@]}"; do
     IFS='|' read -r id label unit better kind target <<<"$m"
-    [ -z "$only" ] || [[ $id == ${only}_* ]] || continue
+    wanted "$id" || continue
     mapfile -t cs < <(contenders "$id")
     fname=${cs[0]%%|*}
     floor="-"
