@@ -79,10 +79,13 @@ static ev_idle *idle_of(px_tp *tp)
 static void arm(px_tp *tp)
 {
     struct ev_loop *loop = loop_of(tp);
+    px_ctx *ctx = tp->host->priv;
     if (!ev_is_active(prep_of(tp))) {
         ev_prepare_start(loop, prep_of(tp));
-        if (((px_ctx *)tp->host->priv)->in_prepare && !ev_is_active(idle_of(tp)))
+        if (ctx->in_prepare && !ev_is_active(idle_of(tp))) {
             ev_idle_start(loop, idle_of(tp));
+            ctx->tp_awake = 1;
+        }
     }
 }
 
@@ -156,6 +159,8 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     if (awake || !link_empty(&tp->deferred) || !link_empty(&tp->dirty)) {
         if (!ev_is_active(idle_of(tp)))
             ev_idle_start(loop, idle_of(tp));
+        /* The loop will not sleep: nor may an application (px_ctx_arm). */
+        ((px_ctx *)tp->host->priv)->tp_awake = 1;
     } else if (!tp->ops->prepare || link_empty(&tp->hot)) {
         ev_prepare_stop(loop, w);
     }
@@ -198,6 +203,19 @@ void px_tpc_fini(px_tp *tp)
         PX_LOGE("%s: fini with connections or listeners still open (leaked)", tp->ops->name);
     ev_prepare_stop(loop_of(tp), prep_of(tp));
     ev_idle_stop(loop_of(tp), idle_of(tp));
+}
+
+void px_tpc_prepare_now(px_tp *tp)
+{
+    if (ev_is_active(prep_of(tp)))
+        prepare_cb(loop_of(tp), prep_of(tp), EV_PREPARE);
+}
+
+/* The idle watcher does not count: it says what the last prepare pass
+ * found, which px_ctx_arm asks afresh (tp_awake). */
+int px_tpc_has_work(const px_tp *tp)
+{
+    return !link_empty(&tp->deferred) || !link_empty(&tp->dirty);
 }
 
 int px_tpc_poll(px_tp *tp)

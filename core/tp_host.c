@@ -17,21 +17,25 @@ typedef struct host_io {
     int events; /* EV_READ|EV_WRITE being watched, 0 when stopped */
 } host_io;
 
+/* The context's own timers and wake-ups (core/timer.c, core/wake.c), not
+ * libev's: the context must know its next deadline (px_ctx_timeout) and
+ * wake a thread sleeping on px_ctx_fd(), which ev_timer and ev_async
+ * cannot. */
 typedef struct host_timer {
-    ev_timer timer;
+    px_ctimer timer;
     px_tp_timer_cb cb;
     void *arg;
 } host_timer;
 
 typedef struct host_async {
-    ev_async async;
+    px_ctx_async async;
     px_tp_timer_cb cb;
     void *arg;
 } host_async;
 
 _Static_assert(sizeof(host_io) <= sizeof(px_tp_watch), "px_tp_watch too small for ev_io");
-_Static_assert(sizeof(host_timer) <= sizeof(px_tp_watch), "px_tp_watch too small for ev_timer");
-_Static_assert(sizeof(host_async) <= sizeof(px_tp_watch), "px_tp_watch too small for ev_async");
+_Static_assert(sizeof(host_timer) <= sizeof(px_tp_watch), "px_tp_watch too small for a timer");
+_Static_assert(sizeof(host_async) <= sizeof(px_tp_watch), "px_tp_watch too small for an async");
 
 static struct ev_loop *loop_of(const px_tp_host *h)
 {
@@ -64,12 +68,20 @@ static void io_init(const px_tp_host *host, px_tp_watch *w, int fd, px_tp_io_cb 
     h->events = 0;
 }
 
+/* The epoll set now differs from the watchers until libev's next pass
+ * (px_ctx_arm must make one before the application sleeps). */
+static void io_changed(const px_tp_host *host)
+{
+    ((px_ctx *)host->priv)->io_dirty = 1;
+}
+
 static void io_set(const px_tp_host *host, px_tp_watch *w, int events)
 {
     host_io *h = (host_io *)(void *)w;
     int ev = (events & PX_TP_READ ? EV_READ : 0) | (events & PX_TP_WRITE ? EV_WRITE : 0);
     if (h->events == ev)
         return;
+    io_changed(host);
     ev_io_stop(loop_of(host), &h->io);
     h->events = ev;
     if (!ev)
@@ -81,20 +93,22 @@ static void io_set(const px_tp_host *host, px_tp_watch *w, int events)
 static void io_fini(const px_tp_host *host, px_tp_watch *w)
 {
     host_io *h = (host_io *)(void *)w;
+    if (h->events)
+        io_changed(host);
     ev_io_stop(loop_of(host), &h->io);
     h->events = 0;
 }
 
-static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void timer_cb(px_ctimer *t)
 {
-    host_timer *h = (host_timer *)(void *)w;
+    host_timer *h = PX_CONTAINER_OF(t, host_timer, timer);
     h->cb((px_tp_watch *)(void *)h, h->arg);
 }
 
 static void timer_init(const px_tp_host *host, px_tp_watch *w, px_tp_timer_cb cb, void *arg)
 {
     host_timer *h = (host_timer *)(void *)w;
-    ev_init(&h->timer, timer_cb);
+    px_ctimer_init(host->priv, &h->timer, timer_cb);
     h->cb = cb;
     h->arg = arg;
 }
@@ -103,50 +117,42 @@ static void timer_start(const px_tp_host *host, px_tp_watch *w, uint64_t after_u
                         uint64_t repeat_us)
 {
     host_timer *h = (host_timer *)(void *)w;
-    ev_timer_stop(loop_of(host), &h->timer);
-    ev_timer_set(&h->timer, after_us / 1e6, repeat_us / 1e6);
-    ev_timer_start(loop_of(host), &h->timer);
+    px_ctimer_start(&h->timer, after_us * 1000u, repeat_us * 1000u);
 }
 
 static void timer_stop(const px_tp_host *host, px_tp_watch *w)
 {
-    ev_timer_stop(loop_of(host), &((host_timer *)(void *)w)->timer);
+    px_ctimer_stop(&((host_timer *)(void *)w)->timer);
 }
 
 static int timer_active(const px_tp_host *host, const px_tp_watch *w)
 {
-    return ev_is_active(&((const host_timer *)(const void *)w)->timer);
+    return px_ctimer_active(&((const host_timer *)(const void *)w)->timer);
 }
 
-static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
+static void async_cb(px_ctx_async *a)
 {
-    host_async *h = (host_async *)(void *)w;
+    host_async *h = PX_CONTAINER_OF(a, host_async, async);
     h->cb((px_tp_watch *)(void *)h, h->arg);
 }
 
 static void async_init(const px_tp_host *host, px_tp_watch *w, px_tp_timer_cb cb, void *arg)
 {
     host_async *h = (host_async *)(void *)w;
-    ev_async_init(&h->async, async_cb);
-    h->async.data = loop_of(host); /* for async_send, from any thread */
+    px_ctx_async_init(host->priv, &h->async, async_cb);
     h->cb = cb;
     h->arg = arg;
-    ev_async_start(loop_of(host), &h->async);
-    /* A transport's wake-up does not keep px_ctx_run() alive by itself. */
-    ev_unref(loop_of(host));
 }
 
-/* Any thread. The loop is found through the watcher itself. */
+/* Any thread: the context is found through the watcher itself. */
 static void async_send(px_tp_watch *w)
 {
-    host_async *h = (host_async *)(void *)w;
-    ev_async_send((struct ev_loop *)h->async.data, &h->async);
+    px_ctx_async_send(&((host_async *)(void *)w)->async);
 }
 
 static void async_fini(const px_tp_host *host, px_tp_watch *w)
 {
-    ev_ref(loop_of(host));
-    ev_async_stop(loop_of(host), &((host_async *)(void *)w)->async);
+    px_ctx_async_fini(&((host_async *)(void *)w)->async);
 }
 
 static void *mr_handle(const px_tp_host *host, const px_mr *mr)

@@ -163,9 +163,9 @@ void conn_expire_canceled(px_conn *c)
 
 /* ---- timers: the handshake/close deadline, the liveness tick --------------- */
 
-static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+static void on_deadline(px_ctimer *t)
 {
-    px_conn *c = w->data;
+    px_conn *c = PX_CONTAINER_OF(t, px_conn, deadline);
     char who[PX_CONN_DESCR];
     conn_describe(c, who, sizeof(who));
     if (c->state == CS_CONNECTING || c->state == CS_HANDSHAKE)
@@ -178,9 +178,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void deadline_start(px_conn *c, double seconds)
 {
-    ev_timer_stop(c->ctx->loop, &c->deadline);
-    ev_timer_set(&c->deadline, seconds, 0.);
-    ev_timer_start(c->ctx->loop, &c->deadline);
+    px_ctimer_start(&c->deadline, (uint64_t)(seconds * 1e9), 0);
 }
 
 static uint32_t own_keepalive(const px_conn *c)
@@ -208,10 +206,10 @@ static int someone_checks(const px_conn *c)
 
 /* Every tick: what arrived since the last one (any byte, any upcall)
  * proves the peer alive; a deliberate pause of our reading does too. */
-static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+static void on_tick(px_ctimer *t)
 {
-    px_conn *c = w->data;
-    double now = ev_now(loop);
+    px_conn *c = PX_CONTAINER_OF(t, px_conn, tick);
+    double now = ev_now(c->ctx->loop);
     c->ticks++;
     uint64_t rx = c->rx_events + (c->tp ? c->tp->rx_bytes : 0);
     if (rx != c->rx_seen || c->rx_paused) {
@@ -246,12 +244,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 static void tick_start(px_conn *c)
 {
     uint32_t ms = tick_interval(c);
-    if (ev_is_active(&c->tick) && ms == c->tick_ms)
+    if (px_ctimer_active(&c->tick) && ms == c->tick_ms)
         return;
     c->tick_ms = ms;
-    ev_timer_stop(c->ctx->loop, &c->tick);
-    ev_timer_set(&c->tick, ms / 1000.0, ms / 1000.0);
-    ev_timer_start(c->ctx->loop, &c->tick);
+    px_ctimer_start(&c->tick, (uint64_t)ms * 1000000u, (uint64_t)ms * 1000000u);
 }
 
 /* ---- creation ------------------------------------------------------------ */
@@ -293,7 +289,7 @@ void conn_established(px_conn *c, uint32_t peer_depth, uint64_t peer_max_msg, ui
     c->peer_keepalive_ms = peer_keepalive_ms;
     c->peer_known = 1;
     c->state = CS_ESTABLISHED;
-    ev_timer_stop(c->ctx->loop, &c->deadline);
+    px_ctimer_stop(&c->deadline);
     tick_start(c);
     if (c->client)
         announce(c);
@@ -310,8 +306,8 @@ void conn_established(px_conn *c, uint32_t peer_depth, uint64_t peer_max_msg, ui
 void conn_free_unused(px_conn *c)
 {
     stats_conn_unmade(c);
-    ev_timer_stop(c->ctx->loop, &c->tick);
-    ev_timer_stop(c->ctx->loop, &c->deadline);
+    px_ctimer_stop(&c->tick);
+    px_ctimer_stop(&c->deadline);
     free(c->slots);
     free(c->slot_free);
     free(c);
@@ -350,10 +346,8 @@ int conn_create(px_session *s, px_ctx *ctx, int client, px_conn **out)
     px_deferred_init(&c->announce_d, announce_fn);
     conn_init_cancels(c);
     conn_init_sends(c);
-    ev_timer_init(&c->deadline, on_deadline, 0., 0.);
-    c->deadline.data = c;
-    ev_timer_init(&c->tick, on_tick, 0., 0.);
-    c->tick.data = c;
+    px_ctimer_init(ctx, &c->deadline, on_deadline);
+    px_ctimer_init(ctx, &c->tick, on_tick);
     c->heard_at = ev_now(ctx->loop);
     tick_start(c);
     stats_conn_made(c);
@@ -824,9 +818,9 @@ void conn_die(px_conn *c, int reason)
     int graceful = c->graceful;
     c->state = CS_DEAD;
     c->close_reason = reason;
-    ev_timer_stop(c->ctx->loop, &c->deadline);
-    ev_timer_stop(c->ctx->loop, &c->tick);
-    ev_timer_stop(c->ctx->loop, &c->req_timer);
+    px_ctimer_stop(&c->deadline);
+    px_ctimer_stop(&c->tick);
+    px_ctimer_stop(&c->req_timer);
     px_ctx_undefer(&c->drain_d);
     px_tp_fifo unfinished = {0};
     if (c->tp) {

@@ -165,7 +165,7 @@ typedef struct px_conn {
 
     px_list cancels; /* given-up application messages awaiting their error */
     px_deferred cancel_d;
-    ev_timer req_timer;    /* the earliest request deadline */
+    px_ctimer req_timer;   /* the earliest request deadline */
     uint64_t req_deadline; /* what req_timer is armed for (0: not armed) */
 
     struct px_server *server; /* server side, until the HELLO names a session */
@@ -182,7 +182,7 @@ typedef struct px_conn {
     int close_reason;
     px_deferred teardown_d;
     px_deferred drain_d;
-    ev_timer deadline; /* the handshake's, then the graceful close's */
+    px_ctimer deadline; /* the handshake's, then the graceful close's */
 
     /* Frames on their way out (session/nexus.c): those the transport
      * refused, in order, until its room upcall; those it copied at once,
@@ -197,7 +197,7 @@ typedef struct px_conn {
     int ctl_busy[3];
 
     /* Liveness (and housekeeping: canceled slots expire on its ticks). */
-    ev_timer tick;
+    px_ctimer tick;
     uint32_t tick_ms;
     uint32_t ticks;
     uint64_t tx_frames, tx_seen; /* frames sent, and as of the last tick */

@@ -106,14 +106,13 @@ void conn_flush_cancels(px_conn *c)
     }
 }
 
-static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_req_timer(px_ctimer *timer);
 
 void conn_init_cancels(px_conn *c)
 {
     px_list_init(&c->cancels);
     px_deferred_init(&c->cancel_d, cancels_fn);
-    ev_timer_init(&c->req_timer, on_req_timer, 0., 0.);
-    c->req_timer.data = c;
+    px_ctimer_init(c->ctx, &c->req_timer, on_req_timer);
 }
 
 /* The request will not be answered for the application: it ends with
@@ -175,10 +174,7 @@ void conn_arm_deadline(px_conn *c, uint64_t deadline_ns)
         return;
     c->req_deadline = deadline_ns;
     uint64_t now = px_now_ns();
-    double after = deadline_ns > now ? (double)(deadline_ns - now) / 1e9 : 0.;
-    ev_timer_stop(c->ctx->loop, &c->req_timer);
-    ev_timer_set(&c->req_timer, after, 0.);
-    ev_timer_start(c->ctx->loop, &c->req_timer);
+    px_ctimer_start(&c->req_timer, deadline_ns > now ? deadline_ns - now : 0, 0);
 }
 
 /* Give up `m` if its deadline has passed; else fold it into *next. */
@@ -193,9 +189,9 @@ static void check_deadline(px_conn *c, px_msg *m, uint64_t now, uint64_t *next)
         *next = d;
 }
 
-static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents)
+static void on_req_timer(px_ctimer *timer)
 {
-    px_conn *c = w->data;
+    px_conn *c = PX_CONTAINER_OF(timer, px_conn, req_timer);
     uint64_t now = px_now_ns(), next = 0;
     c->req_deadline = 0;
     for (px_list *n = c->pending.next; n != &c->pending;) {

@@ -2,8 +2,56 @@
  *
  * A px_ctx owns a libev loop, its timers, its task and buffer pools and every
  * server, connection and timer created on it. All of those objects are used
- * from the thread that runs the context; only px_ctx_stop() and
- * px_ctx_post() may be called from any thread.
+ * from the thread that drives the context (px_ctx_run, px_ctx_run_timeout,
+ * px_ctx_poll, px_ctx_arm), one thread at a time, and every callback
+ * plexus makes (session events, messages, timers, posted functions) runs
+ * on that thread from inside one of those four calls.
+ *
+ * Thread-safe, from any thread: px_ctx_stop(), px_ctx_post() and
+ * px_ctx_post_node(), and waiting for the fd px_ctx_fd() returned to
+ * become readable (another thread may poll it; px_ctx_fd, px_ctx_arm,
+ * px_ctx_timeout and px_ctx_poll themselves belong to the driving
+ * thread). Nothing else is. Every one of them needs the context
+ * alive: px_ctx_destroy() refuses posts from when it begins and waits for
+ * those already under way, but cannot protect a call made after it
+ * returned.
+ *
+ * Driving the context from the application's own loop (epoll, poll, or a
+ * libev loop of its own) instead of px_ctx_run():
+ *
+ *     int fd = px_ctx_fd(ctx);               // add to your epoll set, EPOLLIN
+ *     for (;;) {
+ *         if (px_ctx_arm(ctx) == 0)          // nothing pending: may sleep
+ *             epoll_wait(ep, evs, n, px_ctx_timeout(ctx));
+ *         px_ctx_poll(ctx);                  // whatever woke us, or the work arm saw
+ *     }
+ *
+ * px_ctx_arm() is the step that makes the sleep safe: like the loop itself
+ * before it blocks, it finishes the iteration's work, flushes sends, lets
+ * the transports arm their wake-ups (shm's peer then writes its eventfd,
+ * which the fd contains) and brings libev's epoll set up to date; it says
+ * 1 instead when there is work the fd would never announce. The fd alone
+ * does not announce timers: sleep at most px_ctx_timeout().
+ *
+ * In a libev application (the context's loop cannot be ev_embed'ded: only
+ * its fds would be served, not its timers, posts or prepare work), watch
+ * the fd with an ev_io (EV_READ) and arm from an ev_prepare:
+ *
+ *     prepare_cb:
+ *         ev_timer_stop(loop, &tm);
+ *         if (px_ctx_arm(ctx) != 0) {
+ *             ev_idle_start(loop, &idle);         // do not sleep: poll again
+ *         } else {
+ *             ev_idle_stop(loop, &idle);
+ *             int ms = px_ctx_timeout(ctx);
+ *             if (ms >= 0) {
+ *                 ev_timer_set(&tm, ms / 1e3, 0.);
+ *                 ev_timer_start(loop, &tm);
+ *             }
+ *         }
+ *     io_cb, idle_cb, tm's callback: px_ctx_poll(ctx);
+ *
+ * (tools/examples/epoll_loop.c is the epoll version, complete.)
  */
 #ifndef PLEXUS_CONTEXT_H
 #define PLEXUS_CONTEXT_H
@@ -123,27 +171,97 @@ PX_API int px_ctx_run(px_ctx *ctx);
  * Returns 0 when stopped, -PX_ETIMEDOUT when the time ran out. */
 PX_API int px_ctx_run_timeout(px_ctx *ctx, int timeout_ms);
 
-/* One bounded, non-blocking iteration: polls the transports, runs ready
- * callbacks and due timers, flushes sends, and returns. Returns the number
- * of events handled (0: nothing was ready), or -PX_EBUSY when re-entered.
- * This is the call for busy-polling applications. */
+/* One bounded, non-blocking iteration: polls the transports (their
+ * busy-polled connections), runs deferred callbacks, flushes sends, and
+ * returns. The loop itself (ready fds, due timers, posts) runs in it on
+ * every 64th call, so busy polling spends few syscalls, and always on the
+ * first call after px_ctx_arm() returned 0 (the application slept and
+ * woke) or while no transport is in use. Returns the number of events
+ * handled (0: nothing was ready), or -PX_EBUSY when re-entered.
+ * This is the call for busy-polling applications and for those driving the
+ * context from their own loop (px_ctx_fd). */
 PX_API int px_ctx_poll(px_ctx *ctx);
 
-/* Make px_ctx_run() return after the current iteration. Any thread;
- * async-signal-safe is not promised. Returns 0. */
+/* Make px_ctx_run() return after the current iteration (at once, if called
+ * while it is not running: the next px_ctx_run returns without waiting).
+ * Any thread; async-signal-safe is not promised. It also wakes a thread
+ * sleeping on px_ctx_fd(), but only px_ctx_run()/px_ctx_run_timeout() act
+ * on it. Returns 0. */
 PX_API int px_ctx_stop(px_ctx *ctx);
 
-/* A file descriptor that becomes readable when the context has work: add it
- * to your own loop (poll/epoll/another libev loop) and call px_ctx_poll()
- * when it fires. Owned by the context; do not close it.
- * Not available yet: returns -PX_ENOSYS (drive the context with
- * px_ctx_poll() from your loop's idle/timer hook meanwhile). */
+/* A file descriptor that is readable while the context has work for
+ * px_ctx_poll(): a socket or other fd one of its watchers waits on is
+ * ready, or another thread posted (px_ctx_post*), stopped, or woke it (an
+ * inproc peer's send). It is libev's epoll fd, so it is pollable and
+ * level-triggered: it stays readable until px_ctx_poll() has handled what
+ * made it so. Add it to your own epoll/poll set for reading and follow the
+ * pattern at the top of this header: px_ctx_arm() before you sleep on it,
+ * px_ctx_timeout() as your timeout (timers do not make it readable), and
+ * px_ctx_poll() when you wake. Owned by the context; do not close it or
+ * read it. The same for the context's whole life.
+ * Returns the fd; -PX_EOPNOTSUPP when the context's loop does not use
+ * libev's epoll backend (LIBEV_FLAGS in the environment chose another, or
+ * the kernel is older than libev will embed epoll on); -PX_ENOMEM. */
 PX_API int px_ctx_fd(px_ctx *ctx);
 
-/* Run fn(arg) on the context's thread, soon, in posting order. Any thread.
- * Allocates a small node per call. Returns 0; -PX_ENOMEM; -PX_ECLOSED when
- * the context is being destroyed. */
+/* Get ready to sleep on px_ctx_fd(): run the work the loop runs before it
+ * blocks (deferred completions, flushing queued sends, the transports'
+ * "about to sleep" step that arms their wake-ups, such as shm's), bring the
+ * fd up to date, and collect what is ready without waiting. Callbacks may
+ * run inside it, on the calling thread, as in px_ctx_poll().
+ * Returns 0 when it is safe to sleep on the fd (for at most
+ * px_ctx_timeout() ms); 1 when it is not: work is pending that the fd
+ * would not announce (something arm itself just handled may have more to
+ * do, deferred work, a post or stop not yet handled, a transport's sends
+ * to flush or its busy-polled connections awake, or, with
+ * px_ctx_opts.poll_us, less than poll_us since px_ctx_poll() last did
+ * work), so call px_ctx_poll() and arm again. A 0 stays true until the
+ * thread next calls into the context (any callback or API call may queue
+ * work: arm again after it). -PX_EINVAL; -PX_EBUSY when re-entered
+ * (from a callback, or while px_ctx_run runs); px_ctx_fd()'s error when
+ * there is no fd. The px_ctx_poll() after a sleep always runs the whole
+ * loop once (fds, timers, posts). */
+PX_API int px_ctx_arm(px_ctx *ctx);
+
+/* How long the application may sleep on px_ctx_fd(), in milliseconds, for
+ * epoll_wait/poll: 0 when work is pending (as px_ctx_arm() would return 1)
+ * or a timer is due; else the time until the context's earliest timer is
+ * due, rounded up to a whole millisecond (as the loop rounds its own
+ * sleep, so a timer is never found not yet due on waking), at most
+ * INT_MAX; -1 when no timer is running: sleep until the fd is readable.
+ * Every timer of the context counts: px_timer's, the transports' and the
+ * session layer's (keepalives, handshake and close deadlines, request
+ * timeouts). Call it after px_ctx_arm() returned 0, just before sleeping:
+ * it is exact then and changes only when the context runs. -PX_EINVAL for
+ * ctx NULL. */
+PX_API int px_ctx_timeout(px_ctx *ctx);
+
+/* Run fn(arg) on the context's thread, soon (within the next px_ctx_run
+ * iteration or px_ctx_poll that runs the loop), in posting order per
+ * posting thread. Any thread. Allocates one small node per call (freed
+ * just before fn runs); px_ctx_post_node() is the allocation-free form.
+ * Returns 0; -PX_EINVAL; -PX_ENOMEM; -PX_ECLOSED when the context is being
+ * destroyed. Work still posted when the context is destroyed is dropped
+ * (fn is not called). */
 PX_API int px_ctx_post(px_ctx *ctx, void (*fn)(void *arg), void *arg);
+
+/* The caller's storage for one px_ctx_post_node() (opaque). */
+typedef struct px_post_node {
+    union {
+        void *p[4];
+        uint64_t u[4];
+    } opaque_;
+} px_post_node;
+
+/* px_ctx_post() without allocating: the queue links `node` itself (an
+ * intrusive lock-free queue: one atomic exchange per post, no lock, no
+ * allocation). The node is the caller's, and must stay valid and untouched
+ * from this call until fn(arg) has started running (or the context is
+ * destroyed, which drops it); from inside fn, or after, it may be posted
+ * again or freed. A node may be in one post at a time. Any thread; same
+ * order, return values and drop-at-destroy as px_ctx_post() (never
+ * -PX_ENOMEM). */
+PX_API int px_ctx_post_node(px_ctx *ctx, px_post_node *node, void (*fn)(void *arg), void *arg);
 
 /* Timers. A px_timer is owned by the context it was created on; its
  * callback runs on that context's thread. Restarting a running timer

@@ -175,4 +175,51 @@ START_TEST(noalloc_shm)
 }
 END_TEST
 
-PX_CHECK_MAIN("noalloc", noalloc_tcp, noalloc_unix, noalloc_shm)
+/* Caller-owned posts, timers and the calls of an application's own loop
+ * (px_ctx_arm, px_ctx_timeout, px_ctx_poll) allocate nothing. */
+static void bump(void *arg)
+{
+    ++*(int *)arg;
+}
+
+static void tick(px_timer *t, void *arg)
+{
+    ++*(int *)arg;
+}
+
+START_TEST(noalloc_post_node_timers_and_fd_loop)
+{
+    px_ctx *ctx;
+    px_timer *t;
+    px_post_node node;
+    int ran = 0, ticks = 0, rc = 0;
+    ck_assert_int_eq(px_ctx_create(NULL, &ctx), 0);
+    ck_assert_int_ge(px_ctx_fd(ctx), 0);
+    ck_assert_int_eq(px_timer_create(ctx, tick, &ticks, &t), 0);
+    /* Warm-up: libev's watcher arrays. */
+    rc |= px_ctx_post_node(ctx, &node, bump, &ran);
+    rc |= px_timer_start(t, 0, 0);
+    while (px_ctx_arm(ctx) != 0)
+        px_ctx_poll(ctx);
+
+    uint64_t before = __atomic_load_n(&n_allocs, __ATOMIC_RELAXED);
+    for (int i = 0; i < 10000; i++) {
+        rc |= px_ctx_post_node(ctx, &node, bump, &ran);
+        rc |= px_timer_start(t, i % 2 ? 0 : 1000000, 0);
+        while (px_ctx_arm(ctx) != 0)
+            px_ctx_poll(ctx);
+        rc |= px_ctx_timeout(ctx) < -1;
+    }
+    uint64_t allocs = __atomic_load_n(&n_allocs, __ATOMIC_RELAXED) - before;
+    ck_assert_msg(allocs == 0, "%llu allocations in 10,000 posts, timers and arms",
+                  (unsigned long long)allocs);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(ran, 10001);
+    ck_assert_int_ge(ticks, 5000);
+    px_timer_destroy(t);
+    ck_assert_int_eq(px_ctx_destroy(ctx), 0);
+}
+END_TEST
+
+PX_CHECK_MAIN("noalloc", noalloc_tcp, noalloc_unix, noalloc_shm,
+              noalloc_post_node_timers_and_fd_loop)

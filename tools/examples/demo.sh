@@ -1,6 +1,8 @@
 #!/bin/sh
 # demo.sh URI [N] — run the examples over one transport:
 #   a hello server in the background, hello_client with N requests (default 5),
+#   epoll_loop against the same server (N*1000 requests from an epoll loop on
+#   px_ctx_fd, interleaved with as many from px_ctx_run, 3 rounds),
 #   then the one-way example with N*1000 messages and receipts.
 #
 #   tools/examples/demo.sh tcp://127.0.0.1:7420
@@ -53,6 +55,8 @@ start_server() {
 echo "== request/reply over $uri"
 start_server "$bin/hello_server" "$uri"
 "$bin/hello_client" "$bound" "$n"
+echo "== the client driven from its own epoll loop over $uri"
+"$bin/epoll_loop" "$bound" $((n * 1000)) --rounds 3
 stop_server
 
 echo "== one-way messages with receipts over $uri"
