@@ -282,7 +282,7 @@ perftest() {
     args=(-d "$dev" -R -p "$p" -s "$size")
     case $prog in
     ib_send_lat) args+=(-n 10000) ;;
-    *) args+=(-D "$sp_t") ;;
+    *) args+=(-n 200) ;; # by count: a duration (-D) run can count nothing on a slow device
     esac
     with_server "$out.s" "$prog" "${args[@]}" -- "$prog" "${args[@]}" "$rdma" >"$out" 2>&1 ||
         { failed "$out"; return; }
@@ -416,7 +416,7 @@ verdict() { # verdict VALUE BETTER KIND TARGET FLOOR
     local v=$1 better=$2 kind=$3 t=$4 floor=$5
     numeric "$v" || { echo "not measured"; return; }
     if [ "$kind" = floor ]; then
-        numeric "$floor" || { echo "no floor"; return; }
+        numeric "$floor" && awk -v f="$floor" 'BEGIN {exit !(f > 0)}' || { echo "no floor"; return; }
         t=$(awk -v f="$floor" -v k="$t" 'BEGIN {print f * k}')
     fi
     awk -v v="$v" -v t="$t" -v b="$better" 'BEGIN {
@@ -462,7 +462,8 @@ for m in "${metrics[@]}"; do
         sp=$(printf '%s\n' "${peers[@]}" | awk -F'\t' '$1 ~ /^sockperf/ {print $2}')
         numeric "${sp:-x}" && { ! numeric "$tfloor" || awk -v a="$sp" -v b="$tfloor" 'BEGIN {exit !(a < b)}'; } && tfloor=$sp
     fi
-    if [ "$kind" = floor ]; then tdesc="<= ${target}x floor"; elif [ "$better" = lo ]; then tdesc="<= $target"; else tdesc=">= $target"; fi
+    if [ "$better" = lo ]; then cmp="<="; else cmp=">="; fi
+    if [ "$kind" = floor ]; then tdesc="$cmp ${target}x floor"; else tdesc="$cmp $target"; fi
     fcol="-"; [ "$fname" != "-" ] && fcol="$(fmt "$floor") ($fname)"
     pcol="-"
     if [ -n "$best" ]; then

@@ -72,6 +72,11 @@ mount_shares() {
     mkdir -p "$R/dev/shm" "$R/dev/pts" "$R/run/px"
     mount -t tmpfs -o mode=1777 tmpfs "$R/dev/shm" || fail "tmpfs on /dev/shm"
     mount -t devpts -o newinstance,ptmxmode=0666 devpts "$R/dev/pts"
+    # what udev/systemd would make: bash's process substitution needs /dev/fd
+    ln -sfn /proc/self/fd "$R/dev/fd"
+    ln -sfn /proc/self/fd/0 "$R/dev/stdin"
+    ln -sfn /proc/self/fd/1 "$R/dev/stdout"
+    ln -sfn /proc/self/fd/2 "$R/dev/stderr"
     mount -o bind /px "$R/run/px" || fail "bind-mounting the run share"
     if [ -n "$keep" ]; then
         mkdir -p "$R$keep" 2>/dev/null
