@@ -2387,14 +2387,21 @@ START_TEST(rdma_remote_access_error)
 {
     struct server sv;
     server_start(&sv);
+    struct client *cl = client_new(sv.uri, NULL); /* it watches the server's count */
     raw_link *l = dial(sv.uri);
     ck_assert_int_eq(raw_hello(l, MIB, 4096), 0);
+    struct conf_stats st;
+    STATS_UNTIL(cl, st, st.conns == 2, 5000, "the raw peer's connection never counted");
     uint8_t f[32 + sizeof(struct conf_hdr)];
     raw_request(f, CONF_ECHO, 3, 0, 100000, 0, 9);
     ck_assert_int_eq(raw_send_bad_rdv(l, f, sizeof(struct conf_hdr)), 0);
-    ck_assert_msg(raw_wait_closed(l, 10000), "the server kept a connection whose READ failed");
+    /* The raw peer stays: the server itself must end the connection. */
+    STATS_UNTIL(cl, st, st.conns == 1, 10000,
+                "the server kept a connection whose READ failed (%llu connections)",
+                (unsigned long long)st.conns);
+    ck_assert_msg(raw_wait_closed(l, 10000), "the raw peer was not disconnected");
     raw_close(l);
-    struct client *cl = client_new(sv.uri, NULL);
+    ck_assert_uint_eq(st.anomalies, 0);
     echo_once(cl, 4, 100000);
     client_free(cl);
     server_stop(&sv);

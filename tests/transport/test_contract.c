@@ -488,6 +488,35 @@ START_TEST(close_in_error)
 }
 END_TEST
 
+/* rdma:// only: a rendezvous naming remote memory the peer does not have
+ * (a bad rkey) ends that conn as a protocol error, named as one, with no
+ * frame delivered. */
+START_TEST(rdma_remote_access)
+{
+    if (strcmp(g_scheme, "rdma") != 0 || raw_skip("rdma_remote_access"))
+        return;
+    h_lst *L = h_lst_new(H_ACCEPT);
+    h_listen(L, g_tmpl);
+    raw_link *r = h_raw_dial(L->uri);
+    H_RUN_UNTIL(L->naccepted == 1);
+    h_ep *srv = L->accepted[0];
+    srv->raw_peer = 1;
+    uint8_t *f = malloc(PX_FRAME_HDR_LEN + 64 + 100000);
+    ck_assert_ptr_nonnull(f);
+    h_exp x;
+    h_raw_frame(f, 99, 0, 100000, &x); /* header and app header; the data is "remote" */
+    h_expect(srv, 0, &x);
+    ck_assert_int_eq(raw_send_bad_rdv(r, f, x.hdr_len), 0);
+    free(f);
+    H_RUN_UNTIL(srv->disconnected);
+    ck_assert_int_eq(srv->errors, 1);
+    ck_assert_int_eq(srv->err_reason, -PX_EPROTO);
+    ck_assert_uint_eq(srv->frames, 0);
+    raw_close(r);
+    h_run_for(50);
+}
+END_TEST
+
 /* ---- the peer end closed -------------------------------------------------------------- */
 
 START_TEST(peer_death)
@@ -952,6 +981,7 @@ int main(int argc, char **argv)
         T(backpressure_and_room),
         T(inplace_echo),
         T(rx_pause),
+        T(rdma_remote_access),
 #undef T
     };
     /* PX_CONTRACT_ONLY=name[,name...] runs only those cases. */
