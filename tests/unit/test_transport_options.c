@@ -15,10 +15,8 @@
 static const struct {
     const char *scheme, *base;
 } bases[] = {
-    {"tcp", "tcp://127.0.0.1:7000"},
-    {"unix", "unix:///tmp/px-options-test.sock"},
-    {"shm", "shm://px-options-test"},
-    {"inproc", "inproc://px-options-test"},
+    {"tcp", "tcp://127.0.0.1:7000"},  {"unix", "unix:///tmp/px-options-test.sock"},
+    {"shm", "shm://px-options-test"}, {"inproc", "inproc://px-options-test"},
     {"rdma", "rdma://10.0.0.1:7000"},
 };
 
