@@ -337,6 +337,7 @@ int conn_create(px_session *s, px_ctx *ctx, int client, px_conn **out)
     c->peer_depth = 1;
     px_list_init(&c->session_link);
     px_list_init(&c->layer_link);
+    px_list_init(&c->portal_link);
     px_list_init(&c->pending);
     px_list_init(&c->awaiting);
     px_list_init(&c->held);
@@ -359,6 +360,14 @@ int conn_create(px_session *s, px_ctx *ctx, int client, px_conn **out)
 void conn_accepted(px_conn *c)
 {
     c->state = CS_HANDSHAKE;
+    deadline_start(c, c->ctx->opts.handshake_timeout_ms / 1000.0);
+}
+
+void conn_wait_session(px_conn *c, const char *uri)
+{
+    snprintf(c->uri, sizeof(c->uri), "%s", uri);
+    c->state = CS_CONNECTING; /* with no transport yet */
+    c->heard_at = ev_now(c->ctx->loop);
     deadline_start(c, c->ctx->opts.handshake_timeout_ms / 1000.0);
 }
 
@@ -818,6 +827,8 @@ void conn_die(px_conn *c, int reason)
     int graceful = c->graceful;
     c->state = CS_DEAD;
     c->close_reason = reason;
+    if (c->client)
+        session_conn_died(c);
     px_ctimer_stop(&c->deadline);
     px_ctimer_stop(&c->tick);
     px_ctimer_stop(&c->req_timer);
@@ -858,14 +869,22 @@ void conn_closed(px_conn *c)
     conn_die(c, 0);
 }
 
-static void free_conn(px_conn *c)
+/* What a dead connection still holds that its session or server may
+ * count or own: settled while the session surely lives. */
+static void release_conn(px_conn *c)
 {
     stats_conn_freed(c);
     rx_free_held(c);
     rx_orphan_responses(c);
+}
+
+static void free_conn(px_conn *c)
+{
     free(c->slots);
     free(c->slot_free);
     free(c->tombs);
+    if (c->ctx_ref)
+        px_ctx_unref(c->ctx);
     layer_retire(c->ctx, c, &c->magic, sizeof(*c));
 }
 
@@ -883,9 +902,14 @@ static void teardown_fn(px_deferred *d)
         if (c->announced || c->client)
             session_event(s, PX_EV_CONN_TEARDOWN, c, c->close_reason, NULL, 0);
     }
-    px_list_del(&c->session_link); /* the session's list, or the server's unattached one */
+    px_list_del(&c->portal_link); /* its portal server's list, if in one */
+    release_conn(c);
+    /* Last: once it has left its session, another thread may tear the
+     * session down at any moment. */
     if (s)
-        session_conn_gone(s, c); /* may queue the session's teardown */
+        session_conn_gone(s, c);
+    else
+        px_list_del(&c->session_link); /* the server's unattached list */
     free_conn(c);
 }
 

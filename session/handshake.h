@@ -10,8 +10,14 @@
 
 #define PX_HS_MAGIC       0x53485850u /* "PXHS" */
 #define PX_HS_MAX_PRIV    4096u
-#define PX_HS_MAX_URIS    8u
+#define PX_HS_MAX_URIS    64u
 #define PX_HS_MAX_URI_LEN 1024u
+/* A handshake frame is built in a buffer of this size in every connection;
+ * an ACCEPT or REDIRECT whose data and URIs do not fit is refused. */
+#define PX_HS_BUF 8192u
+/* The fixed part of a HELLO_ACK, and what each URI adds to its length. */
+#define PX_HS_ACK_FIXED    48u
+#define PX_HS_URI_OVERHEAD 2u
 
 enum px_hs_status { PX_HS_ACCEPT = 0, PX_HS_REJECT = 1, PX_HS_REDIRECT = 2 };
 

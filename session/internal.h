@@ -25,6 +25,7 @@
 #include "core/list.h"
 #include "plexus/session.h"
 #include "plexus/transport.h"
+#include "session/handshake.h"
 
 /* ---- tasks ------------------------------------------------------------- */
 
@@ -169,13 +170,23 @@ typedef struct px_conn {
     uint64_t req_deadline; /* what req_timer is armed for (0: not armed) */
 
     struct px_server *server; /* server side, until the HELLO names a session */
-    px_msg *delivering;       /* the rx message inside on_msg right now */
-    px_task *assigning;       /* rx task between RX_ASSIGN and its FRAME */
-    int graceful;             /* ends as CLOSED rather than DISCONNECTED */
-    int connect_failed;       /* the transport refused to start connecting */
-    int abort_queued;         /* px_conn_disconnect() waits for the loop */
-    int close_requested;      /* px_conn_close() before establishment */
-    int announced;            /* CONN_ESTABLISHED was delivered */
+    /* Server side: the portal server this connection joined its session
+     * through (same context as the connection; its session lives on
+     * another), NULL otherwise or once that server is gone; in its
+     * portal_conns list by portal_link. */
+    struct px_server *portal;
+    px_list portal_link;
+    int via_portal;      /* server side: joined through a portal (counts for it, not its session's
+                            server) */
+    int queued;          /* client: waits for the session's handshake before dialling */
+    int ctx_ref;         /* holds a reference on ctx: not the session's own context */
+    px_msg *delivering;  /* the rx message inside on_msg right now */
+    px_task *assigning;  /* rx task between RX_ASSIGN and its FRAME */
+    int graceful;        /* ends as CLOSED rather than DISCONNECTED */
+    int connect_failed;  /* the transport refused to start connecting */
+    int abort_queued;    /* px_conn_disconnect() waits for the loop */
+    int close_requested; /* px_conn_close() before establishment */
+    int announced;       /* CONN_ESTABLISHED was delivered */
     int hello_seen;
     int ack_then_close; /* server: reject/redirect answer in flight */
     px_deferred announce_d;
@@ -191,7 +202,7 @@ typedef struct px_conn {
     px_deferred sent_d;
 
     px_tp_send hs_send; /* the HELLO / HELLO_ACK frame in flight */
-    uint8_t hs_buf[8192];
+    uint8_t hs_buf[PX_HS_BUF];
     px_iov hs_iov;
     px_tp_send ctl_send[3]; /* FIN, FIN_ACK, KEEPALIVE */
     int ctl_busy[3];
@@ -215,16 +226,39 @@ typedef struct px_conn {
 
 enum sess_state { SS_NEW = 1, SS_DECIDING, SS_ESTABLISHED, SS_REJECTED, SS_CLOSING };
 
+/* A session may span contexts: a client's connections made with
+ * px_connect(s, other_ctx), a server's joined through portals. Each
+ * connection is still driven by its own context's thread only; what they
+ * share of the session (the fields marked [lock]) is guarded by `lock`, a
+ * recursive mutex because plexus may call back into the application while
+ * holding it (and the application back into plexus). Work one context's
+ * thread needs done on another's connections is posted to that context
+ * (session.c: session_kick), and each post holds the session alive. */
 typedef struct px_session {
     uint32_t magic;
-    px_ctx *ctx;
+    px_ctx *ctx; /* its own context: decisions, px_session_close, teardown run there */
     const px_session_ops *ops;
     void *user;
     int client;
     int state;
     uint64_t token;
-    px_list conns; /* px_conn.session_link */
-    unsigned n_conns;
+    pthread_mutex_t lock;
+    px_list conns;    /* [lock] px_conn.session_link */
+    unsigned n_conns; /* [lock] */
+    /* Client: the connection doing the session's handshake while none has
+     * completed it; the others wait (px_conn.queued). [lock] */
+    struct px_conn *leader;
+    char target[PX_URI_MAX]; /* client: where the session was accepted [lock] */
+    /* The portals of an accepted session (the server's px_session_accept
+     * list; a client spreads its further connections across them). [lock] */
+    char **portals;
+    unsigned n_portals, next_portal;
+    unsigned posts;     /* [lock] kicks posted to other contexts, not yet run */
+    int end_op;         /* [lock] 0, or END_CLOSE / END_ABORT: applied to every conn */
+    int torn;           /* [lock] the teardown is scheduled: nothing joins any more */
+    int ctx_ref;        /* holds a reference on ctx (a server session with portals) */
+    px_list portal_reg; /* in the process-wide portal registry (server.c) */
+    px_post_node teardown_node;
     struct px_server *server; /* server side: where it was accepted, NULL after unbind */
     px_list server_link;      /* server->sessions, or the layer's orphans after unbind */
     char uri[PX_URI_MAX];
@@ -245,9 +279,9 @@ typedef struct px_server {
     px_tp_listener *listener;
     char uri[PX_URI_MAX];
     px_list sessions;
-    px_list unattached; /* connections before their HELLO (px_conn.session_link) */
+    px_list unattached;   /* connections before their HELLO (px_conn.session_link) */
+    px_list portal_conns; /* connections that joined a session of another server here */
     unsigned n_sessions;
-    uint64_t next_token;
     px_conn_stats closed; /* the counters of its connections already freed */
     uint64_t conns_opened, conns_closed;
 } px_server;
@@ -266,6 +300,9 @@ void stats_conn_freed(px_conn *c);
 int conn_create(px_session *s, px_ctx *ctx, int client, px_conn **out);
 void conn_free_unused(px_conn *c);
 void conn_start_connect(px_conn *c, const char *uri);
+/* A client connection waiting for its session's handshake (another
+ * connection's) before it dials; the handshake deadline runs already. */
+void conn_wait_session(px_conn *c, const char *uri);
 void conn_accepted(px_conn *c);
 void conn_established(px_conn *c, uint32_t peer_depth, uint64_t peer_max_msg, uint32_t peer_max_hdr,
                       uint32_t peer_max_iov, uint32_t peer_keepalive_ms);
@@ -328,11 +365,24 @@ void session_on_hello_ack(px_conn *c, const void *body, size_t len);
 void session_hs_sent(px_conn *c, int status);
 int session_accept_conn(px_session *s, px_conn *c);
 int session_handle_check(const px_session *s);
+enum { END_CLOSE = 1, END_ABORT = 2 };
+/* End every connection of the session (close or abort), those on other
+ * contexts from their own threads. The session's own thread. */
+void session_end_all(px_session *s, int op);
+/* A client connection ended (its transport is gone). */
+void session_conn_died(px_conn *c);
+/* Have `ctx`'s thread look at the session's connections there (start the
+ * queued, apply end_op). Caller holds s->lock. */
+void session_kick(px_session *s, px_ctx *ctx);
 
 /* server.c */
 void server_offer(struct px_server *srv, px_conn *c, const struct px_hello *h);
 void server_join(struct px_server *srv, px_conn *c, uint64_t token);
 void server_session_gone(struct px_server *srv, px_session *s);
+/* The process-wide registry of sessions accepted with portals, which a
+ * server of this process on any context may take connections for. */
+void portal_register(px_session *s);
+void portal_unregister(px_session *s);
 
 /* layer.c: the per-context state of the session layer */
 /* Server sessions whose server was unbound: px_ctx_destroy ends them. */

@@ -1,5 +1,7 @@
 /* Servers: a bound listener, the connections that have not said HELLO
  * yet, and the sessions accepted here. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,9 +58,7 @@ int px_server_bind(px_ctx *ctx, const char *uri, const px_session_ops *ops, void
     srv->user = user;
     px_list_init(&srv->sessions);
     px_list_init(&srv->unattached);
-    /* Tokens need not be secret (the transport authenticates); they must
-     * not repeat across restarts of a server at the same address. */
-    srv->next_token = (px_now_ns() << 16) | 1;
+    px_list_init(&srv->portal_conns);
     const px_transport *tops = NULL;
     rc = px_transport_lookup(u.scheme, &tops);
     if (rc == 0)
@@ -104,13 +104,22 @@ static void end_session(px_session *s, int abrupt)
         px_session_reject(s, -PX_ESHUTDOWN, NULL, 0);
         return;
     }
-    if (!abrupt) {
-        px_session_close(s);
-        return;
+    session_end_all(s, abrupt ? END_ABORT : END_CLOSE);
+}
+
+/* The connections that joined another server's session here end with
+ * this server (their session goes on with its others). */
+static void end_portal_conns(px_server *srv, int abrupt)
+{
+    px_list *n;
+    while ((n = px_list_pop_front(&srv->portal_conns)) != NULL) {
+        px_conn *c = PX_CONTAINER_OF(n, px_conn, portal_link);
+        c->portal = NULL;
+        if (abrupt)
+            px_conn_disconnect(c);
+        else
+            px_conn_close(c);
     }
-    s->closing = 1;
-    for (px_list *n = s->conns.next; n != &s->conns; n = n->next)
-        px_conn_disconnect(PX_CONTAINER_OF(n, px_conn, session_link));
 }
 
 /* Stop listening and free the server; its sessions end on their own and,
@@ -127,6 +136,7 @@ static int server_close(px_server *srv, int abrupt)
         c->server = NULL;
         conn_die(c, -PX_ESHUTDOWN);
     }
+    end_portal_conns(srv, abrupt);
     while ((n = px_list_first(&srv->sessions)) != NULL) {
         px_session *s = PX_CONTAINER_OF(n, px_session, server_link);
         s->server = NULL;
@@ -154,12 +164,31 @@ void server_session_gone(px_server *srv, px_session *s)
     srv->n_sessions--;
 }
 
+/* Put a connection into its session. */
 static void attach(px_session *s, px_conn *c)
 {
+    pthread_mutex_lock(&s->lock);
     px_list_del(&c->session_link);
     c->session = s;
     px_list_push_back(&s->conns, &c->session_link);
     s->n_conns++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Session tokens are unique in the process (a connection may name its
+ * session on any server of it, through a portal) and do not repeat
+ * across restarts. They need not be secret: the transport
+ * authenticates. */
+static uint64_t next_token(void)
+{
+    static _Atomic uint64_t seq;
+    uint64_t t = atomic_load(&seq);
+    while (t == 0) {
+        uint64_t start = (px_now_ns() << 16) | 1;
+        if (atomic_compare_exchange_weak(&seq, &t, start))
+            t = start;
+    }
+    return atomic_fetch_add(&seq, 1);
 }
 
 /* A HELLO for a new session: offer it to the application. */
@@ -173,7 +202,7 @@ void server_offer(px_server *srv, px_conn *c, const px_hello *h)
     s->ops = &s->ops_copy;
     s->ops_copy = srv->ops;
     s->server = srv;
-    s->token = srv->next_token++;
+    s->token = next_token();
     s->state = SS_DECIDING;
     s->first = c;
     px_list_push_back(&srv->sessions, &s->server_link);
@@ -201,17 +230,87 @@ void server_offer(px_server *srv, px_conn *c, const px_hello *h)
     s->ops->on_new_session(s, &req, s->user);
 }
 
-/* A HELLO that names an established session: another connection of it. */
+/* ---- portals: sessions any server of the process takes connections for -- */
+
+/* Sessions accepted with portals (px_session.portal_reg). Lock order:
+ * the registry, then a session's lock. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static px_list registry = {&registry, &registry};
+
+void portal_register(px_session *s)
+{
+    pthread_mutex_lock(&registry_lock);
+    px_list_push_back(&registry, &s->portal_reg);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void portal_unregister(px_session *s)
+{
+    pthread_mutex_lock(&registry_lock);
+    px_list_del(&s->portal_reg); /* a no-op if it never was */
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* Whether a connection may join the session now. Caller holds its lock. */
+static int joinable(const px_session *s)
+{
+    return s->state == SS_ESTABLISHED && !s->closing && !s->torn;
+}
+
+/* The session of another server (on any context) that the token names,
+ * with c attached to it; NULL if there is none to join. */
+static px_session *join_elsewhere(px_server *srv, px_conn *c, uint64_t token)
+{
+    px_session *found = NULL;
+    pthread_mutex_lock(&registry_lock);
+    for (px_list *n = registry.next; n != &registry && !found; n = n->next) {
+        px_session *s = PX_CONTAINER_OF(n, px_session, portal_reg);
+        if (s->token != token)
+            continue;
+        pthread_mutex_lock(&s->lock);
+        if (joinable(s)) {
+            c->via_portal = 1; /* before it is in the session's list, read by its server's stats */
+            c->portal = srv;
+            attach(s, c); /* from here on it keeps the session alive */
+            found = s;
+        }
+        pthread_mutex_unlock(&s->lock);
+        break;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return found;
+}
+
+/* A HELLO that names an established session: another connection of it,
+ * accepted here or, through a portal, on another server of the
+ * process. */
 void server_join(px_server *srv, px_conn *c, uint64_t token)
 {
     for (px_list *n = srv->sessions.next; n != &srv->sessions; n = n->next) {
         px_session *s = PX_CONTAINER_OF(n, px_session, server_link);
-        if (s->token != token || s->state != SS_ESTABLISHED || s->closing)
+        if (s->token != token)
             continue;
-        attach(s, c);
+        pthread_mutex_lock(&s->lock);
+        int ok = joinable(s);
+        if (ok)
+            attach(s, c);
+        pthread_mutex_unlock(&s->lock);
+        if (!ok)
+            break;
         session_accept_conn(s, c);
         return;
     }
-    PX_LOGI("server %s: a connection names an unknown session; refusing", srv->uri);
-    conn_die(c, -PX_ENOENT);
+    px_session *s = join_elsewhere(srv, c, token);
+    if (!s) {
+        PX_LOGI("server %s: a connection names an unknown session; refusing", srv->uri);
+        conn_die(c, -PX_ENOENT);
+        return;
+    }
+    px_list_push_back(&srv->portal_conns, &c->portal_link);
+    if (c->ctx != s->ctx) { /* its context's px_ctx_destroy waits for it */
+        px_ctx_ref(c->ctx);
+        c->ctx_ref = 1;
+    }
+    c->server = NULL;
+    session_accept_conn(s, c);
 }

@@ -48,10 +48,13 @@ static void add_open(px_stats_sum *into, const px_conn *c)
     into->conns_open++;
 }
 
-/* The server a connection counts for: its session's, or, before its
+/* The server a connection counts for: the one it came in on. That is its
+ * session's, or the portal it joined the session through, or, before its
  * HELLO, the one that accepted it (NULL once that server is gone). */
 static px_server *server_of(const px_conn *c)
 {
+    if (c->via_portal)
+        return c->portal;
     if (c->session)
         return c->session->server;
     return c->server;
@@ -110,15 +113,25 @@ int px_ctx_get_conn_stats(px_ctx *ctx, px_stats_sum *out)
     return 0;
 }
 
-/* Call fn for every open connection of the server: those of its sessions,
- * then those still before their HELLO. */
+/* Call fn for every open connection that came in on the server: those of
+ * its sessions that joined here (not through a portal: those are on
+ * other servers, maybe other threads), those that joined other servers'
+ * sessions through it, then those still before their HELLO. All are on
+ * the server's context. */
 static void each_server_conn(const px_server *srv, void (*fn)(px_conn *c, void *arg), void *arg)
 {
     for (const px_list *n = srv->sessions.next; n != &srv->sessions; n = n->next) {
-        const px_session *s = PX_CONTAINER_OF(n, px_session, server_link);
-        for (px_list *m = s->conns.next; m != &s->conns; m = m->next)
-            fn(PX_CONTAINER_OF(m, px_conn, session_link), arg);
+        px_session *s = PX_CONTAINER_OF(n, px_session, server_link);
+        pthread_mutex_lock(&s->lock);
+        for (px_list *m = s->conns.next; m != &s->conns; m = m->next) {
+            px_conn *c = PX_CONTAINER_OF(m, px_conn, session_link);
+            if (!c->via_portal)
+                fn(c, arg);
+        }
+        pthread_mutex_unlock(&s->lock);
     }
+    for (px_list *m = srv->portal_conns.next; m != &srv->portal_conns; m = m->next)
+        fn(PX_CONTAINER_OF(m, px_conn, portal_link), arg);
     for (px_list *m = srv->unattached.next; m != &srv->unattached; m = m->next)
         fn(PX_CONTAINER_OF(m, px_conn, session_link), arg);
 }
