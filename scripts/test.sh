@@ -1,7 +1,7 @@
 #!/bin/bash
 # test.sh — set up, then every test: the suite in a normal -Werror build,
 # again under AddressSanitizer + UndefinedBehaviorSanitizer, the
-# multi-threaded tests (the context, inproc between threads) under
+# multi-threaded tests (the context, sessions across threads, inproc) under
 # ThreadSanitizer, the rdma:// suites in a soft-RoCE guest (rxe-vm.sh: no
 # RDMA here otherwise), and short libFuzzer runs of every decoder. Fails
 # on the first failure.
@@ -28,7 +28,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 echo "== multi-threaded tests under ThreadSanitizer"
 "$src/scripts/setup.sh" "$root/tsan" -DCMAKE_BUILD_TYPE=Debug -DPX_SANITIZE=thread \
     -DPX_BUILD_TOOLS=OFF
-TSAN_OPTIONS=halt_on_error=1 ctest --test-dir "$root/tsan" --output-on-failure -R '^(test_ctx|conformance_inproc)$' \
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir "$root/tsan" --output-on-failure -R '^(test_ctx|test_threads|conformance_inproc)$' \
     --timeout 300
 
 echo "== fuzz targets (short bounded runs, clang)"
