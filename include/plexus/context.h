@@ -11,7 +11,10 @@
  * px_ctx_post_node(), and waiting for the fd px_ctx_fd() returned to
  * become readable (another thread may poll it; px_ctx_fd, px_ctx_arm,
  * px_ctx_timeout and px_ctx_poll themselves belong to the driving
- * thread). Nothing else is. Every one of them needs the context
+ * thread). Nothing else is, with one exception: a session may have
+ * connections on several contexts (px_connect(s, ctx2) from ctx2's
+ * thread, and portals; see session.h), each driven by its own context's
+ * thread. Every one of them needs the context
  * alive: px_ctx_destroy() refuses posts from when it begins and waits for
  * those already under way, but cannot protect a call made after it
  * returned.

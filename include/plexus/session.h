@@ -219,24 +219,76 @@ typedef struct px_session_params {
  * bytes; the URI errors of px_server_bind(); -PX_ENOMEM. */
 PX_API int px_session_create(px_ctx *ctx, const px_session_params *params, px_session **out);
 
-/* Open a connection of session `s`, driven by context `ctx`. Messages may
+/** Open a connection of session `s`, driven by context `ctx`. Messages may
  * be sent on it at once; they are queued until it is established.
  * PX_EV_CONN_ESTABLISHED (and, the first time, PX_EV_SESSION_ESTABLISHED)
- * follow, or PX_EV_SESSION_REJECTED / PX_EV_CONN_DISCONNECTED. Returns 0 and
- * *out; -PX_ECLOSED for a closing session; -PX_EREJECTED after a reject;
- * -PX_ENOMEM. Thread of `ctx`. Not available yet: a `ctx` other than the
- * session's own (one session spread over several threads) returns
- * -PX_ENOSYS; use one session per context meanwhile. */
+ * follow, or PX_EV_SESSION_REJECTED / PX_EV_CONN_DISCONNECTED.
+ *
+ * One session may have connections on several contexts (one per thread,
+ * say): call px_connect(s, ctx2, ...) from the thread of `ctx2`, which
+ * drives that connection; the session's own context is the one it was
+ * created on. Connections made before the session is established wait
+ * for the first one's handshake (one session on the server, however many
+ * connect at once), then dial. Once established, further connections go
+ * to the portals the server named, in turn, or else where the session was
+ * accepted. A connection's callbacks (on_msg and the rest, and its
+ * PX_EV_CONN_* events) run on its context's thread; the session's own
+ * events (PX_EV_SESSION_*) on the session's context's thread. The
+ * application's callbacks of one session may therefore run on several
+ * threads at once. A context whose connections belong to another
+ * context's session is busy (px_ctx_destroy: -PX_EBUSY) until they are
+ * torn down; keep running it until then.
+ * @param s   a client session
+ * @param ctx the context (and thread) to drive the connection; the caller's
+ * @param out the new connection
+ * @return 0 and *out; -PX_EINVAL; -PX_ECLOSED for a closing session;
+ *         -PX_EREJECTED after a reject; -PX_ENOMEM. */
 PX_API int px_connect(px_session *s, px_ctx *ctx, px_conn **out);
 
-/* Server side: decide a session offered to on_new_session. portals: URIs of
- * other servers the client should spread further connections across (may
- * be NULL). data is copied and delivered with PX_EV_SESSION_ESTABLISHED /
- * PX_EV_SESSION_REJECTED. Each returns 0; -PX_EALREADY if decided before;
- * -PX_EINVAL; -PX_EMSGSIZE for data over 4096 bytes. */
+/** Server side: decide a session offered to on_new_session.
+ *
+ * Portals (px_session_accept): URIs of other servers of this process,
+ * typically one per context and thread, bound with px_server_bind() like
+ * any server. The client spreads its further connections of the session
+ * across them in turn; each such connection is driven by its portal's
+ * context, and its callbacks (the session's ops and user pointer, not the
+ * portal server's) run on that context's thread. The session itself stays
+ * on the context that accepted it (its PX_EV_SESSION_* events run there),
+ * and that context stays busy (px_ctx_destroy: -PX_EBUSY) until the
+ * session is torn down. A portal server unbound ends the connections that
+ * joined through it; the session goes on with its others. At most 64
+ * portals (or redirect URIs), each a URI this build can connect to, all of
+ * them and `data` within one 8 KiB handshake frame.
+ *
+ * data is copied and delivered with PX_EV_SESSION_ESTABLISHED /
+ * PX_EV_SESSION_REJECTED.
+ * @param s         the session offered to on_new_session
+ * @param portals   servers for its further connections (NULL when none)
+ * @param n_portals how many
+ * @param data      accept data for the client (may be NULL)
+ * @param len       its length, at most 4096
+ * @return 0; -PX_EALREADY if decided before; -PX_EINVAL (also for a NULL
+ *         or empty portal, or more than 64); -PX_EMSGSIZE for data over
+ *         4096 bytes or portals and data over the handshake frame; a
+ *         portal URI's own error (-PX_EBADURI, -PX_EBADSCHEME, ...). */
 PX_API int px_session_accept(px_session *s, const char *const *portals, size_t n_portals,
                              const void *data, size_t len);
+/** Server side: refuse a session offered to on_new_session; the client
+ * hears PX_EV_SESSION_REJECTED with `reason` and `data`.
+ * @param s      the session offered
+ * @param reason a negative PX_E* code for the client
+ * @param data   reject data for the client (may be NULL)
+ * @param len    its length, at most 4096
+ * @return 0; -PX_EALREADY if decided before; -PX_EINVAL (also for a
+ *         reason >= 0); -PX_EMSGSIZE for data over 4096 bytes. */
 PX_API int px_session_reject(px_session *s, int reason, const void *data, size_t len);
+/** Server side: send the client elsewhere; it re-dials uris[0] with the
+ * messages queued on its connection (PX_EV_SESSION_REDIRECTED).
+ * @param s      the session offered
+ * @param uris   where to go: well-formed URIs, at most 64
+ * @param n_uris how many, at least one
+ * @return 0; -PX_EALREADY if decided before; -PX_EINVAL; -PX_EMSGSIZE
+ *         when they do not fit the handshake frame; a URI's own error. */
 PX_API int px_session_redirect(px_session *s, const char *const *uris, size_t n_uris);
 
 /* Gracefully close every connection of the session (in-flight work drains
