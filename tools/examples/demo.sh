@@ -3,7 +3,9 @@
 #   a hello server in the background, hello_client with N requests (default 5),
 #   epoll_loop against the same server (N*1000 requests from an epoll loop on
 #   px_ctx_fd, interleaved with as many from px_ctx_run, 3 rounds),
-#   then the one-way example with N*1000 messages and receipts.
+#   then the one-way example with N*1000 messages and receipts, then
+#   mt_server with 2 threads and mt_client with one session over 2 threads
+#   (N*1000 requests each).
 #
 #   tools/examples/demo.sh tcp://127.0.0.1:7420
 #   tools/examples/demo.sh unix:///tmp/plexus-demo.sock
@@ -62,4 +64,9 @@ stop_server
 echo "== one-way messages with receipts over $uri"
 start_server "$bin/oneway" server "$uri"
 "$bin/oneway" client "$bound" $((n * 1000))
+stop_server
+
+echo "== one session over 2 client threads, served by 2 server threads (portals) over $uri"
+start_server "$bin/mt_server" "$uri" 2
+"$bin/mt_client" "$bound" 2 $((n * 1000))
 stop_server
