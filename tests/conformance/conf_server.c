@@ -307,6 +307,9 @@ static void gather_release(struct sess *ss)
 static void stats_snapshot(struct srv *g, struct conf_stats *out)
 {
     *out = g->st;
+    px_stats_sum alt;
+    if (px_server_get_stats(g->alt, &alt) == 0)
+        out->alt_conns = alt.conns_open;
 }
 
 static void handle_request(struct sess *ss, px_conn *c, px_msg *m)
@@ -619,6 +622,12 @@ static void on_new_session(px_session *s, const px_new_session *req, void *user)
     if (req->private_len == 11 && memcmp(req->private_data, "redirect-me", 11) == 0 &&
         strcmp(req->uri, G->alt_uri) != 0) {
         rc = px_session_redirect(s, &alt, 1);
+    } else if (req->private_len == 9 && memcmp(req->private_data, "portal-me", 9) == 0) {
+        /* The second server as the only portal: further connections of
+         * the session join it there. */
+        ss->accepted = 1;
+        G->st.sessions++;
+        rc = px_session_accept(s, &alt, 1, "portal", 6);
     } else if (req->private_len == 9 && memcmp(req->private_data, "reject-me", 9) == 0) {
         G->st.rejected++;
         rc = px_session_reject(s, -PX_EPERM, "go away", 7);

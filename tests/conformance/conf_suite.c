@@ -448,6 +448,7 @@ struct client {
     uint64_t n_ok, n_err, n_delivered, n_sendc; /* completions */
     uint64_t n_req_err;                         /* n_err of requests only */
     uint64_t ok_at_closed, req_err_at_disc;
+    int n_conns; /* connections of the session beyond c (0: c alone); each gets its CONN_ events */
     /* Called after a message completed and its state was set; for a
      * response it must release it. NULL: verify an echo and release. */
     void (*done)(struct client *cl, struct tmsg *t);
@@ -480,10 +481,12 @@ static void on_event(px_session *s, const px_event *ev, void *user)
     ck_assert_msg(s == cl->s, "event for a session that is not ours");
     ck_assert_msg(ev->type > 0 && ev->type < EV_MAX, "unknown event type %d", (int)ev->type);
     ev_check_alive(cl, ev_name(ev->type));
-    ck_assert_msg(++cl->ev[ev->type] == 1, "event %s delivered twice", ev_name(ev->type));
+    int conn_ev = ev->type >= PX_EV_CONN_ESTABLISHED && ev->type <= PX_EV_CONN_TEARDOWN;
+    int once = conn_ev ? 1 + cl->n_conns : 1; /* per connection */
+    ck_assert_msg(++cl->ev[ev->type] <= once, "event %s delivered twice", ev_name(ev->type));
     if (cl->n_ev < 64)
         cl->ev_seq[cl->n_ev++] = ev->type;
-    if (ev->type >= PX_EV_CONN_ESTABLISHED && ev->type <= PX_EV_CONN_TEARDOWN) {
+    if (conn_ev && cl->n_conns == 0) {
         ck_assert_msg(ev->conn == cl->c, "%s names a connection that is not ours",
                       ev_name(ev->type));
         ck_assert_msg(cl->ev[PX_EV_CONN_TEARDOWN] == 0 || ev->type == PX_EV_CONN_TEARDOWN,
@@ -512,7 +515,7 @@ static void on_event(px_session *s, const px_event *ev, void *user)
         break;
     case PX_EV_SESSION_TEARDOWN:
         if (cl->c != NULL)
-            ck_assert_msg(cl->ev[PX_EV_CONN_TEARDOWN] == 1,
+            ck_assert_msg(cl->ev[PX_EV_CONN_TEARDOWN] == 1 + cl->n_conns,
                           "SESSION_TEARDOWN before its connection's CONN_TEARDOWN");
         break;
     default:
@@ -1668,6 +1671,44 @@ START_TEST(redirect)
 }
 END_TEST
 
+/* Accepted with the second server as its portal: the session's further
+ * connections go there and join the same session, and messages flow on
+ * every one of them. */
+START_TEST(portals)
+{
+    struct server sv;
+    struct client cl;
+    server_start(&sv);
+    client_open(&cl, sv.uri, NULL, "portal-me");
+    client_wait_up(&cl);
+    ck_assert_msg(cl.data_len == 6 && memcmp(cl.data, "portal", 6) == 0,
+                  "SESSION_ESTABLISHED data '%.*s'", (int)cl.data_len, cl.data);
+    px_conn *first = cl.c, *more[2];
+    cl.n_conns = 2;
+    for (int i = 0; i < 2; i++) {
+        int rc = px_connect(cl.s, cl.ctx, &more[i]);
+        ck_assert_msg(rc == 0, "px_connect: %s", px_strerror(rc));
+    }
+    RUN_UNTIL(&cl, cl.ev[PX_EV_CONN_ESTABLISHED] == 3, 10000);
+    ck_assert_int_eq(cl.ev[PX_EV_SESSION_ESTABLISHED], 1);
+    for (int i = 0; i < 2; i++) {
+        cl.c = more[i];
+        echo_once(&cl, 10 + i, 1000);
+    }
+    cl.c = first;
+    echo_once(&cl, 20, 1000);
+    struct conf_stats st;
+    get_stats(&cl, &st);
+    ck_assert_uint_eq(st.sessions, 1);  /* one session ... */
+    ck_assert_uint_eq(st.conns, 3);     /* ... with all three connections */
+    ck_assert_uint_eq(st.alt_conns, 2); /* two of them through the portal */
+    ck_assert_uint_eq(st.anomalies, 0);
+    client_close(&cl);
+    ck_assert_int_eq(cl.ev[PX_EV_CONN_CLOSED], 3);
+    server_stop(&sv);
+}
+END_TEST
+
 /* ---- assign_data_in_buf: the receiver supplies the buffer for large data */
 
 START_TEST(assign_data_in_buf)
@@ -2550,6 +2591,7 @@ int main(int argc, char **argv)
     add_case(s, "reject_with_reason_and_data", reject_with_reason_and_data, 30);
     add_case(s, "private_data_limits", private_data_limits, 30);
     add_case(s, "redirect", redirect, 30);
+    add_case(s, "portals", portals, 30);
     add_case(s, "echo_100k", echo_100k, 180);
     add_case(s, "fifo_order", fifo_order, 120);
     add_case(s, "inflight_1000", inflight_1000, 60);
