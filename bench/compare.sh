@@ -2,7 +2,8 @@
 # compare.sh — plexus beside the raw floor and its peers, in one run.
 #
 #   bench/compare.sh [--build DIR] [--rounds N] [--duration SEC] [--install]
-#                    [--only tcp|shm] [--rdma ADDR] [--baseline DIR] [--quiet]
+#                    [--only tcp|shm] [--rdma ADDR] [--baseline DIR] [--out DIR]
+#                    [--no-peers] [--quiet]
 #
 # For every metric of the BRIEF's targets table it runs the floor (bench/
 # floor_*), plexus (px-perf local) and each installed peer (sockperf,
@@ -30,6 +31,13 @@
 # --baseline DIR: another build (an older commit's, with px-perf built):
 # its px-perf runs right after ours for every plexus figure of every round,
 # and a last table gives each figure's ratio to it (before/after a change).
+# --out DIR: keep the run in DIR for px-plot: px-perf/METRIC__NAME__rN.json,
+# the px-perf --json of every plexus figure of every round; compare.json,
+# every contender's figure per round and median (floor, plexus, peers,
+# with the reason of an n/a), the canary and the run's settings; table.txt,
+# the table printed. `px-plot -o cmp.svg DIR` draws compare.json: each
+# metric's contenders side by side, a panel per unit.
+# --no-peers: the floor and plexus alone (a quick look, or a test).
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,9 +50,11 @@ only=""
 quiet=0
 baseline=""
 rdma=""
+outdir=""
+peers=1
 
 usage() {
-    sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -57,6 +67,8 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift 2 ;;
     --baseline) baseline=$2; shift 2 ;;
     --rdma) rdma=$2; only=rdma; shift 2 ;;
+    --out) outdir=$2; shift 2 ;;
+    --no-peers) peers=0; shift ;;
     --quiet) quiet=1; shift ;;
     -h | --help) usage ;;
     *) echo "compare.sh: unknown option $1" >&2; usage ;;
@@ -97,6 +109,10 @@ bperf=""
 if [ -n "$baseline" ]; then
     bperf=$baseline/tools/perf/px-perf
     [ -x "$bperf" ] || { echo "compare.sh: $bperf missing (build px-perf in the baseline)" >&2; exit 1; }
+fi
+if [ -n "$outdir" ]; then
+    mkdir -p "$outdir/px-perf" || { echo "compare.sh: cannot make $outdir/px-perf" >&2; exit 1; }
+    rm -f "$outdir"/px-perf/*__r[0-9]*.json "$outdir/compare.json" "$outdir/table.txt"
 fi
 
 ncpu=$(nproc)
@@ -199,6 +215,8 @@ plexus() {
     [ "$t" = rate ] || [ "$t" = lat ] || t=bw
     "$perf" local "$uri" --test "$t" --sizes "$size" --duration "$dur" --json --quiet "$@" \
         >"$out" 2>"$out.err" || { failed "$out.err"; return; }
+    # --out: keep the whole px-perf JSON (the main loop names it).
+    [ -n "$outdir" ] && [ -n "${px_keep:-}" ] && cp "$out" "$outdir/px-perf/$px_keep"
     local row="\"test\": \"$test\", \"size\": $size,"
     case $test in
     lat) jnum "$out" "$row" p50 ;;
@@ -364,10 +382,32 @@ contenders() {
 declare -A vals   # "metric|name" -> space-separated numbers
 declare -A notes  # "metric|name" -> the last n/a reason
 declare -a order  # "metric|name" in first-seen order
+declare -A pxfiles # "metric|name" -> the px-perf JSON kept of each round (--out)
 
 record() { # record KEY VALUE
     [ -n "${vals[$1]+x}${notes[$1]+x}" ] || order+=("$1")
     if numeric "$2"; then vals[$1]="${vals[$1]:-} $2"; else notes[$1]=$2; fi
+}
+
+# slug NAME: "plexus blocking (baseline)" -> "plexus-blocking-baseline"
+slug() { printf '%s' "$1" | tr -c 'A-Za-z0-9._-' '-' | tr -s '-' | sed 's/^-//; s/-$//'; }
+
+# run_one KEY CMD [base]: one figure, recorded (and its px-perf JSON kept
+# under --out).
+run_one() {
+    local key=$1 cmd=$2 how=${3:-} v
+    px_keep=""
+    if [ -n "$outdir" ] && [[ ${key#*|} == plexus* ]]; then
+        px_keep="${key%%|*}__$(slug "${key#*|}")__r$r.json"
+        rm -f "$outdir/px-perf/$px_keep"
+    fi
+    if [ "$how" = base ]; then v=$(base "$cmd" 2>/dev/null | tail -n 1); else v=$(eval "$cmd" 2>/dev/null | tail -n 1); fi
+    [ -n "$v" ] || v="n/a (failed: no figure)"
+    record "$key" "$v"
+    if [ -n "$px_keep" ] && [ -f "$outdir/px-perf/$px_keep" ]; then
+        pxfiles[$key]="${pxfiles[$key]:-} px-perf/$px_keep"
+    fi
+    px_keep=""
 }
 
 median() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
@@ -381,17 +421,20 @@ for ((r = 1; r <= rounds; r++)); do
     for m in "${metrics[@]}"; do
         id=${m%%|*}
         wanted "$id" || continue
+        first=1
         while IFS='|' read -r name cmd; do
+            [ $first = 1 ] && isfloor=1 || isfloor=0
+            first=0
             [ "$name" = "-" ] && continue
+            if [ $peers = 0 ] && [ $isfloor = 0 ] && [[ $name != plexus* ]]; then
+                record "$id|$name" "n/a (--no-peers)"
+                continue
+            fi
             log "round $r/$rounds: $id: $name"
-            v=$(eval "$cmd" 2>/dev/null | tail -n 1)
-            [ -n "$v" ] || v="n/a (failed: no figure)"
-            record "$id|$name" "$v"
+            run_one "$id|$name" "$cmd"
             if [ -n "$bperf" ] && [[ $name == plexus* ]]; then
                 log "round $r/$rounds: $id: $name (baseline)"
-                v=$(base "$cmd" 2>/dev/null | tail -n 1)
-                [ -n "$v" ] || v="n/a (failed: no figure)"
-                record "$id|$name (baseline)" "$v"
+                run_one "$id|$name (baseline)" "$cmd" base
             fi
         done < <(contenders "$id")
     done
@@ -431,67 +474,150 @@ best_of() { # best_of BETTER values... -> "name value" of the best numeric one
         END { if (n) print who "\t" best }'
 }
 
-echo
-echo "plexus vs floor vs peers — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs (server cpu $scpu, client cpu $ccpu),"
-echo "medians of $rounds interleaved rounds, ${dur}s per figure; canary round trip (us): ${canaries[*]}"
-echo
-printf '%-36s %-5s %-28s %-30s %-22s %-9s %-8s %-14s %s\n' metric unit floor plexus "best peer" \
-    "px/floor" "px/peer" target status
-for m in "${metrics[@]}"; do
-    IFS='|' read -r id label unit better kind target <<<"$m"
-    wanted "$id" || continue
-    mapfile -t cs < <(contenders "$id")
-    fname=${cs[0]%%|*}
-    floor="-"
-    [ "$fname" != "-" ] && floor=$(value_of "$id|$fname")
-    px=$(value_of "$id|plexus")
-    peers=()
-    for ((i = 2; i < ${#cs[@]}; i++)); do
-        n=${cs[$i]%%|*}
-        [[ $n == plexus* ]] && continue
-        peers+=("$n"$'\t'"$(value_of "$id|$n")")
-    done
-    best=""
-    [ ${#peers[@]} -gt 0 ] && best=$(best_of "$better" "${peers[@]}")
-    bname=${best%%$'\t'*}
-    bval=${best##*$'\t'}
-    # A relative target is against the best floor figure in the run: the
-    # BRIEF's tcp floor is sockperf, so a faster sockperf counts as floor.
-    tfloor=$floor
-    if [ "$kind" = floor ] && [[ $id == tcp_* ]] && [ -n "$best" ]; then
-        sp=$(printf '%s\n' "${peers[@]}" | awk -F'\t' '$1 ~ /^sockperf/ {print $2}')
-        numeric "${sp:-x}" && { ! numeric "$tfloor" || awk -v a="$sp" -v b="$tfloor" 'BEGIN {exit !(a < b)}'; } && tfloor=$sp
-    fi
-    if [ "$better" = lo ]; then cmp="<="; else cmp=">="; fi
-    if [ "$kind" = floor ]; then tdesc="$cmp ${target}x floor"; else tdesc="$cmp $target"; fi
-    fcol="-"; [ "$fname" != "-" ] && fcol="$(fmt "$floor") ($fname)"
-    pcol="-"
-    if [ -n "$best" ]; then
-        pcol="$(fmt "$bval") ($bname)"
-    elif [ ${#peers[@]} -gt 0 ]; then # none measured: say why (the first one's reason)
-        pcol=${peers[0]##*$'\t'}
-    fi
-    printf '%-36s %-5s %-28s %-30s %-22s %-9s %-8s %-14s %s\n' "$label" "$unit" "$fcol" "$(fmt "$px")" \
-        "$pcol" "$(ratio "$px" "$floor")" "$(ratio "$px" "$bval")" "$tdesc" \
-        "$(verdict "$px" "$better" "$kind" "$target" "$tfloor")"
-done
 
-if [ -n "$bperf" ]; then
+# ---- --out: compare.json -----------------------------------------------------------------
+
+json_str() { # json_str TEXT: a JSON string
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$(printf '%s' "$s" | tr -d '\000-\037')"
+}
+
+json_nums() { # json_nums "1 2.5": [1, 2.5]
+    local out="" x
+    for x in $1; do out+="${out:+, }$x"; done
+    printf '[%s]' "$out"
+}
+
+# Every contender of every metric that ran: its figure per round and the
+# median, or the reason it has none; px-plot reads it (tool "compare.sh").
+write_json() {
+    local m id label unit better kind target first n role c key med note files fn sep
+    printf '{\n  "tool": "compare.sh",\n  "format": 1,\n'
+    printf '  "time": %s,\n  "host": %s,\n' "$(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)")" \
+        "$(json_str "$(hostname 2>/dev/null || echo "?")")"
+    printf '  "cpus": %s,\n  "server_cpu": %s,\n  "client_cpu": %s,\n' "$(nproc)" "$scpu" "$ccpu"
+    printf '  "rounds": %s,\n  "duration_s": %s,\n' "$rounds" "$dur"
+    printf '  "baseline": %s,\n' "$(json_str "$baseline")"
+    printf '  "units": {"us": "round trip, p50 (fi_pingpong: mean)", "M/s": "million messages/s", "GB/s": "10^9 bytes/s"},\n'
+    printf '  "canary_us": ['
+    first=1
+    for c in "${canaries[@]}"; do
+        [ $first = 1 ] || printf ', '
+        first=0
+        numeric "${c#*:}" && n=${c#*:} || n=null
+        printf '{"when": %s, "p50": %s}' "$(json_str "${c%%:*}")" "$n"
+    done
+    printf '],\n  "metrics": ['
+    first=1
+    for m in "${metrics[@]}"; do
+        IFS='|' read -r id label unit better kind target <<<"$m"
+        wanted "$id" || continue
+        [ $first = 1 ] || printf ','
+        first=0
+        printf '\n    {"id": %s, "label": %s, "unit": %s, "better": %s, "target": {"kind": %s, "value": %s},\n     "contenders": [' \
+            "$(json_str "$id")" "$(json_str "$label")" "$(json_str "$unit")" "$(json_str "$better")" \
+            "$(json_str "$kind")" "$target"
+        n=0
+        sep=""
+        while IFS='|' read -r c _; do
+            [ "$c" = "-" ] && { n=$((n + 1)); continue; }
+            role=peer
+            [ $n = 0 ] && role=floor
+            [[ $c == plexus* ]] && role=plexus
+            n=$((n + 1))
+            for key in "$id|$c" "$id|$c (baseline)"; do
+                [ -n "${vals[$key]+x}${notes[$key]+x}" ] || continue
+                med=null
+                [ -n "${vals[$key]:-}" ] && med=$(median "${vals[$key]}")
+                note=null
+                [ -n "${notes[$key]:-}" ] && note=$(json_str "${notes[$key]}")
+                files=""
+                for fn in ${pxfiles[$key]:-}; do files+="${files:+, }$(json_str "$fn")"; done
+                printf '%s\n       {"name": %s, "role": %s, "baseline": %s, "median": %s, "rounds": %s, "note": %s, "px_perf": [%s]}' \
+                    "$sep" "$(json_str "${key#*|}")" "$(json_str "$role")" \
+                    "$([[ $key == *"(baseline)" ]] && echo true || echo false)" "$med" \
+                    "$(json_nums "${vals[$key]:-}")" "$note" "$files"
+                sep=","
+            done
+        done < <(contenders "$id")
+        printf '\n     ]}'
+    done
+    printf '\n  ]\n}\n'
+}
+
+tables() {
     echo
-    echo "plexus against the baseline ($baseline), run in turn in every round:"
-    printf '  %-52s %-12s %-12s %s\n' figure this baseline this/baseline
-    for k in "${order[@]}"; do
-        [[ $k == *"(baseline)" ]] && continue
-        [ -n "${vals["$k (baseline)"]+x}${notes["$k (baseline)"]+x}" ] || continue
-        a=$(value_of "$k")
-        b=$(value_of "$k (baseline)")
-        printf '  %-52s %-12s %-12s %s\n' "${k/|/: }" "$(fmt "$a")" "$(fmt "$b")" "$(ratio "$a" "$b")"
+    echo "plexus vs floor vs peers — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs (server cpu $scpu, client cpu $ccpu),"
+    echo "medians of $rounds interleaved rounds, ${dur}s per figure; canary round trip (us): ${canaries[*]}"
+    echo
+    printf '%-36s %-5s %-28s %-30s %-22s %-9s %-8s %-14s %s\n' metric unit floor plexus "best peer" \
+        "px/floor" "px/peer" target status
+    for m in "${metrics[@]}"; do
+        IFS='|' read -r id label unit better kind target <<<"$m"
+        wanted "$id" || continue
+        mapfile -t cs < <(contenders "$id")
+        fname=${cs[0]%%|*}
+        floor="-"
+        [ "$fname" != "-" ] && floor=$(value_of "$id|$fname")
+        px=$(value_of "$id|plexus")
+        peers=()
+        for ((i = 2; i < ${#cs[@]}; i++)); do
+            n=${cs[$i]%%|*}
+            [[ $n == plexus* ]] && continue
+            peers+=("$n"$'\t'"$(value_of "$id|$n")")
+        done
+        best=""
+        [ ${#peers[@]} -gt 0 ] && best=$(best_of "$better" "${peers[@]}")
+        bname=${best%%$'\t'*}
+        bval=${best##*$'\t'}
+        # A relative target is against the best floor figure in the run: the
+        # BRIEF's tcp floor is sockperf, so a faster sockperf counts as floor.
+        tfloor=$floor
+        if [ "$kind" = floor ] && [[ $id == tcp_* ]] && [ -n "$best" ]; then
+            sp=$(printf '%s\n' "${peers[@]}" | awk -F'\t' '$1 ~ /^sockperf/ {print $2}')
+            numeric "${sp:-x}" && { ! numeric "$tfloor" || awk -v a="$sp" -v b="$tfloor" 'BEGIN {exit !(a < b)}'; } && tfloor=$sp
+        fi
+        if [ "$better" = lo ]; then cmp="<="; else cmp=">="; fi
+        if [ "$kind" = floor ]; then tdesc="$cmp ${target}x floor"; else tdesc="$cmp $target"; fi
+        fcol="-"; [ "$fname" != "-" ] && fcol="$(fmt "$floor") ($fname)"
+        pcol="-"
+        if [ -n "$best" ]; then
+            pcol="$(fmt "$bval") ($bname)"
+        elif [ ${#peers[@]} -gt 0 ]; then # none measured: say why (the first one's reason)
+            pcol=${peers[0]##*$'\t'}
+        fi
+        printf '%-36s %-5s %-28s %-30s %-22s %-9s %-8s %-14s %s\n' "$label" "$unit" "$fcol" "$(fmt "$px")" \
+            "$pcol" "$(ratio "$px" "$floor")" "$(ratio "$px" "$bval")" "$tdesc" \
+            "$(verdict "$px" "$better" "$kind" "$target" "$tfloor")"
     done
-fi
 
-echo
-echo "every contender (median, and each round's figure):"
-for k in "${order[@]}"; do
-    printf '  %-52s %-14s %s\n' "${k/|/: }" "$(fmt "$(value_of "$k")")" "${vals[$k]:-}"
-done
+    if [ -n "$bperf" ]; then
+        echo
+        echo "plexus against the baseline ($baseline), run in turn in every round:"
+        printf '  %-52s %-12s %-12s %s\n' figure this baseline this/baseline
+        for k in "${order[@]}"; do
+            [[ $k == *"(baseline)" ]] && continue
+            [ -n "${vals["$k (baseline)"]+x}${notes["$k (baseline)"]+x}" ] || continue
+            a=$(value_of "$k")
+            b=$(value_of "$k (baseline)")
+            printf '  %-52s %-12s %-12s %s\n' "${k/|/: }" "$(fmt "$a")" "$(fmt "$b")" "$(ratio "$a" "$b")"
+        done
+    fi
+
+    echo
+    echo "every contender (median, and each round's figure):"
+    for k in "${order[@]}"; do
+        printf '  %-52s %-14s %s\n' "${k/|/: }" "$(fmt "$(value_of "$k")")" "${vals[$k]:-}"
+    done
+}
+
+if [ -n "$outdir" ]; then
+    tables | tee "$outdir/table.txt"
+    write_json >"$outdir/compare.json"
+    log "kept the run in $outdir (compare.json, table.txt, px-perf/)"
+else
+    tables
+fi
 exit 0

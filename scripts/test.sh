@@ -3,8 +3,9 @@
 # again under AddressSanitizer + UndefinedBehaviorSanitizer, the
 # multi-threaded tests (the context, sessions across threads, inproc) under
 # ThreadSanitizer, the rdma:// suites in a soft-RoCE guest (rxe-vm.sh: no
-# RDMA here otherwise), and short libFuzzer runs of every decoder. Fails
-# on the first failure.
+# RDMA here otherwise), and short libFuzzer runs of every decoder; first,
+# the API reference (Doxygen), which fails on any warning. Fails on the
+# first failure.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,6 +13,10 @@ root=${PX_TEST_DIR:-$src/build-test}
 jobs=$(nproc)
 
 "$src/scripts/setup.sh" "$root/release"
+echo "== API reference (doxygen over include/plexus/*.h: any warning fails)"
+command -v doxygen >/dev/null || { echo "test.sh: doxygen missing (setup.sh installs it)" >&2; exit 1; }
+cmake --build "$root/release" --target docs
+
 echo "== tests (release build)"
 ctest --test-dir "$root/release" --output-on-failure -j"$jobs" --timeout 600 -LE rdma
 

@@ -1,4 +1,6 @@
-/* plexus — the context: one event loop per thread.
+/**
+ * @file
+ * plexus — the context: one event loop per thread.
  *
  * A px_ctx owns a libev loop, its timers, its task and buffer pools and every
  * server, connection and timer created on it. All of those objects are used
@@ -69,43 +71,46 @@ extern "C" {
 #endif
 
 #ifndef PX_CTX_DECLARED /* one typedef however many headers name it (C99) */
+/** Defined where px_ctx is declared: one typedef however many headers name it (C99). */
 #define PX_CTX_DECLARED
+/** A context: one event loop, driven by one thread at a time (opaque). */
 typedef struct px_ctx px_ctx;
 #endif
+/** A timer on a context (opaque). */
 typedef struct px_timer px_timer;
 
-/* Options of a context. Zero-initialise, then set what you need: every zero
+/** Options of a context. Zero-initialise, then set what you need: every zero
  * field means "the default" given in its comment. Copied at creation. */
 typedef struct px_ctx_opts {
-    /* Busy-poll the transports for this many microseconds before the loop
+    /** Busy-poll the transports for this many microseconds before the loop
      * sleeps (polling mode). 0: never spin, sleep at once (default). */
     uint32_t poll_us;
-    /* Maximum requests in flight per connection (the task pool size).
+    /** Maximum requests in flight per connection (the task pool size).
      * Default 512. */
     uint32_t queue_depth;
-    /* Bytes of sends that may wait behind a full queue per connection
+    /** Bytes of sends that may wait behind a full queue per connection
      * before sends return -PX_EAGAIN. Default 64 MiB. */
     uint64_t max_queued_bytes;
-    /* Largest message data (sum of a message's iovecs) accepted either way.
+    /** Largest message data (sum of a message's iovecs) accepted either way.
      * Default 64 MiB; at most 4 GiB - 1. */
     uint64_t max_msg_size;
-    /* Largest application header. Default 4096; at most 65535. */
+    /** Largest application header. Default 4096; at most 65535. */
     uint32_t max_header_size;
-    /* Largest number of data iovecs in one message. Default 64, minimum 16. */
+    /** Largest number of data iovecs in one message. Default 64, minimum 16. */
     uint32_t max_iov;
-    /* Messages at most this large are delivered in place from the transport's
+    /** Messages at most this large are delivered in place from the transport's
      * receive buffer; larger ones are read straight into their destination.
      * Default 16 KiB. */
     uint32_t inline_threshold;
-    /* Maximum sessions a server on this context accepts. Default 16384. */
+    /** Maximum sessions a server on this context accepts. Default 16384. */
     uint32_t max_sessions;
-    /* Bytes of freed receive buffers (for messages above the inline
+    /** Bytes of freed receive buffers (for messages above the inline
      * threshold) kept for reuse rather than returned to the system. A fresh
      * buffer must be faulted in, which costs more than copying into it: keep
      * at least the largest message times the messages in flight. Default
      * 256 MiB. */
     uint64_t buf_cache_bytes;
-    /* Liveness of every connection: a side that sent nothing for this many
+    /** Liveness of every connection: a side that sent nothing for this many
      * milliseconds sends a keepalive; a connection that heard nothing from
      * its peer for 3 intervals is ended with -PX_ETIMEDOUT (a hung or
      * stopped peer, a vanished host). Any byte received counts as hearing
@@ -115,17 +120,17 @@ typedef struct px_ctx_opts {
      * Default 5000; PX_KEEPALIVE_OFF turns this side's check off (it still
      * answers a peer that checks). */
     uint32_t keepalive_ms;
-    /* A connection must complete its handshake within this many
+    /** A connection must complete its handshake within this many
      * milliseconds (the transport's connect, HELLO and the server's
      * decision in on_new_session), else it ends with -PX_ETIMEDOUT, on
      * either side: a peer that never introduces itself cannot hold a
      * connection. Default 10000. */
     uint32_t handshake_timeout_ms;
-    /* Default for px_msg.timeout_ms of requests that leave it 0: a request
+    /** Default for px_msg.timeout_ms of requests that leave it 0: a request
      * not answered within this many milliseconds of px_send_request() ends
      * with on_msg_error(-PX_ETIMEDOUT). Default 0: no timeout. */
     uint32_t request_timeout_ms;
-    /* Bytes of received data plexus may hold in its own buffers for one
+    /** Bytes of received data plexus may hold in its own buffers for one
      * connection: large messages being received, and delivered messages
      * the application has not yet released or answered. Past it plexus
      * stops reading that connection until the application lets go of some,
@@ -136,63 +141,81 @@ typedef struct px_ctx_opts {
     uint64_t max_rx_held_bytes;
 } px_ctx_opts;
 
+/** px_ctx_opts.keepalive_ms: this side checks no liveness. */
 #define PX_KEEPALIVE_OFF UINT32_MAX
 
-/* The options a context created with `in` (NULL: all defaults) would use:
+/** The options a context created with `in` (NULL: all defaults) would use:
  * `in` copied to `out` with every zero replaced by its default (`out` may
- * be `in`). Returns 0; -PX_EINVAL for `out` NULL or a field outside
+ * be `in`).
+ * @param in the options as given, or NULL
+ * @param[out] out the options resolved
+ * @return 0; -PX_EINVAL for `out` NULL or a field outside
  * px_ctx_opts_limits(), as px_ctx_create() would refuse it. */
 PX_API int px_ctx_opts_resolve(const px_ctx_opts *in, px_ctx_opts *out);
 
-/* The smallest (*lo) and largest (*hi) value each field may take once
+/** The smallest (*lo) and largest (*hi) value each field may take once
  * resolved: px_ctx_create() refuses any other. A field without a limit
- * has its type's maximum in *hi. Either pointer may be NULL. */
+ * has its type's maximum in *hi. Either pointer may be NULL.
+ * @param[out] lo the smallest values, or NULL
+ * @param[out] hi the largest values, or NULL */
 PX_API void px_ctx_opts_limits(px_ctx_opts *lo, px_ctx_opts *hi);
 
-/* Create a context. `opts` may be NULL for all defaults. On success *out
+/** Create a context. `opts` may be NULL for all defaults. On success *out
  * owns a new context, which the calling thread (or whichever thread later
  * runs it exclusively) drives.
- * Returns 0; -PX_EINVAL for an option out of range; -PX_ENOMEM;
+ * @param opts the options (copied), or NULL
+ * @param[out] out the new context
+ * @return 0; -PX_EINVAL for an option out of range; -PX_ENOMEM;
  * -PX_EMFILE/-PX_ENFILE when its wake-up fd cannot be created. */
 PX_API int px_ctx_create(const px_ctx_opts *opts, px_ctx **out);
 
-/* Destroy a context. Every server must have been unbound and every client
+/** Destroy a context. Every server must have been unbound and every client
  * session closed and torn down first, else -PX_EBUSY and nothing is freed.
  * Server-side sessions still ending (their server unbound) are ended here
  * at once, as px_conn_disconnect() would: their outstanding messages fail
  * and their last events (CONN_DISCONNECTED, CONN_TEARDOWN,
  * SESSION_TEARDOWN) are delivered from inside this call. Pending posted
  * work is dropped (its functions are not called). Not from inside a
- * callback. */
+ * callback.
+ * @param ctx the context
+ * @return 0; -PX_EBUSY (nothing freed); -PX_EINVAL for ctx NULL. */
 PX_API int px_ctx_destroy(px_ctx *ctx);
 
-/* Run the loop until px_ctx_stop(). Returns 0 when stopped; -PX_EBUSY if the
- * context is already running (re-entered from a callback). */
+/** Run the loop until px_ctx_stop().
+ * @param ctx the context
+ * @return 0 when stopped; -PX_EBUSY if the context is already running
+ * (re-entered from a callback). */
 PX_API int px_ctx_run(px_ctx *ctx);
 
-/* Run the loop until px_ctx_stop() or `timeout_ms` elapsed (-1: forever).
- * Returns 0 when stopped, -PX_ETIMEDOUT when the time ran out. */
+/** Run the loop until px_ctx_stop() or `timeout_ms` elapsed (-1: forever).
+ * @param ctx the context
+ * @param timeout_ms the longest to run, in milliseconds, or -1
+ * @return 0 when stopped, -PX_ETIMEDOUT when the time ran out. */
 PX_API int px_ctx_run_timeout(px_ctx *ctx, int timeout_ms);
 
-/* One bounded, non-blocking iteration: polls the transports (their
+/** One bounded, non-blocking iteration: polls the transports (their
  * busy-polled connections), runs deferred callbacks, flushes sends, and
  * returns. The loop itself (ready fds, due timers, posts) runs in it on
  * every 64th call, so busy polling spends few syscalls, and always on the
  * first call after px_ctx_arm() returned 0 (the application slept and
- * woke) or while no transport is in use. Returns the number of events
- * handled (0: nothing was ready), or -PX_EBUSY when re-entered.
+ * woke) or while no transport is in use.
  * This is the call for busy-polling applications and for those driving the
- * context from their own loop (px_ctx_fd). */
+ * context from their own loop (px_ctx_fd).
+ * @param ctx the context
+ * @return the number of events handled (0: nothing was ready), or
+ * -PX_EBUSY when re-entered. */
 PX_API int px_ctx_poll(px_ctx *ctx);
 
-/* Make px_ctx_run() return after the current iteration (at once, if called
+/** Make px_ctx_run() return after the current iteration (at once, if called
  * while it is not running: the next px_ctx_run returns without waiting).
  * Any thread; async-signal-safe is not promised. It also wakes a thread
  * sleeping on px_ctx_fd(), but only px_ctx_run()/px_ctx_run_timeout() act
- * on it. Returns 0. */
+ * on it.
+ * @param ctx the context
+ * @return 0. */
 PX_API int px_ctx_stop(px_ctx *ctx);
 
-/* A file descriptor that is readable while the context has work for
+/** A file descriptor that is readable while the context has work for
  * px_ctx_poll(): a socket or other fd one of its watchers waits on is
  * ready, or another thread posted (px_ctx_post*), stopped, or woke it (an
  * inproc peer's send). It is libev's epoll fd, so it is pollable and
@@ -202,17 +225,21 @@ PX_API int px_ctx_stop(px_ctx *ctx);
  * px_ctx_timeout() as your timeout (timers do not make it readable), and
  * px_ctx_poll() when you wake. Owned by the context; do not close it or
  * read it. The same for the context's whole life.
- * Returns the fd; -PX_EOPNOTSUPP when the context's loop does not use
+ * @param ctx the context
+ * @return the fd; -PX_EOPNOTSUPP when the context's loop does not use
  * libev's epoll backend (LIBEV_FLAGS in the environment chose another, or
  * the kernel is older than libev will embed epoll on); -PX_ENOMEM. */
 PX_API int px_ctx_fd(px_ctx *ctx);
 
-/* Get ready to sleep on px_ctx_fd(): run the work the loop runs before it
+/** Get ready to sleep on px_ctx_fd(): run the work the loop runs before it
  * blocks (deferred completions, flushing queued sends, the transports'
  * "about to sleep" step that arms their wake-ups, such as shm's), bring the
  * fd up to date, and collect what is ready without waiting. Callbacks may
  * run inside it, on the calling thread, as in px_ctx_poll().
- * Returns 0 when it is safe to sleep on the fd (for at most
+ * The px_ctx_poll() after a sleep always runs the whole loop once (fds,
+ * timers, posts).
+ * @param ctx the context
+ * @return 0 when it is safe to sleep on the fd (for at most
  * px_ctx_timeout() ms); 1 when it is not: work is pending that the fd
  * would not announce (something arm itself just handled may have more to
  * do, deferred work, a post or stop not yet handled, a transport's sends
@@ -222,65 +249,91 @@ PX_API int px_ctx_fd(px_ctx *ctx);
  * thread next calls into the context (any callback or API call may queue
  * work: arm again after it). -PX_EINVAL; -PX_EBUSY when re-entered
  * (from a callback, or while px_ctx_run runs); px_ctx_fd()'s error when
- * there is no fd. The px_ctx_poll() after a sleep always runs the whole
- * loop once (fds, timers, posts). */
+ * there is no fd. */
 PX_API int px_ctx_arm(px_ctx *ctx);
 
-/* How long the application may sleep on px_ctx_fd(), in milliseconds, for
- * epoll_wait/poll: 0 when work is pending (as px_ctx_arm() would return 1)
+/** How long the application may sleep on px_ctx_fd(), in milliseconds, for
+ * epoll_wait/poll.
+ * Every timer of the context counts: px_timer's, the transports' and the
+ * session layer's (keepalives, handshake and close deadlines, request
+ * timeouts). Call it after px_ctx_arm() returned 0, just before sleeping:
+ * it is exact then and changes only when the context runs.
+ * @param ctx the context
+ * @return 0 when work is pending (as px_ctx_arm() would return 1)
  * or a timer is due; else the time until the context's earliest timer is
  * due, rounded up to a whole millisecond (as the loop rounds its own
  * sleep, so a timer is never found not yet due on waking), at most
  * INT_MAX; -1 when no timer is running: sleep until the fd is readable.
- * Every timer of the context counts: px_timer's, the transports' and the
- * session layer's (keepalives, handshake and close deadlines, request
- * timeouts). Call it after px_ctx_arm() returned 0, just before sleeping:
- * it is exact then and changes only when the context runs. -PX_EINVAL for
- * ctx NULL. */
+ * -PX_EINVAL for ctx NULL. */
 PX_API int px_ctx_timeout(px_ctx *ctx);
 
-/* Run fn(arg) on the context's thread, soon (within the next px_ctx_run
+/** Run fn(arg) on the context's thread, soon (within the next px_ctx_run
  * iteration or px_ctx_poll that runs the loop), in posting order per
  * posting thread. Any thread. Allocates one small node per call (freed
  * just before fn runs); px_ctx_post_node() is the allocation-free form.
- * Returns 0; -PX_EINVAL; -PX_ENOMEM; -PX_ECLOSED when the context is being
- * destroyed. Work still posted when the context is destroyed is dropped
- * (fn is not called). */
+ * Work still posted when the context is destroyed is dropped (fn is not
+ * called).
+ * @param ctx the context
+ * @param fn the function to run
+ * @param arg its argument
+ * @return 0; -PX_EINVAL; -PX_ENOMEM; -PX_ECLOSED when the context is being
+ * destroyed. */
 PX_API int px_ctx_post(px_ctx *ctx, void (*fn)(void *arg), void *arg);
 
-/* The caller's storage for one px_ctx_post_node() (opaque). */
+/** The caller's storage for one px_ctx_post_node() (opaque). */
 typedef struct px_post_node {
+    /** plexus's; do not touch */
     union {
-        void *p[4];
-        uint64_t u[4];
+        void *p[4];    /**< opaque */
+        uint64_t u[4]; /**< opaque */
     } opaque_;
 } px_post_node;
 
-/* px_ctx_post() without allocating: the queue links `node` itself (an
+/** px_ctx_post() without allocating: the queue links `node` itself (an
  * intrusive lock-free queue: one atomic exchange per post, no lock, no
  * allocation). The node is the caller's, and must stay valid and untouched
  * from this call until fn(arg) has started running (or the context is
  * destroyed, which drops it); from inside fn, or after, it may be posted
  * again or freed. A node may be in one post at a time. Any thread; same
  * order, return values and drop-at-destroy as px_ctx_post() (never
- * -PX_ENOMEM). */
+ * -PX_ENOMEM).
+ * @param ctx the context
+ * @param node the caller's storage for this post
+ * @param fn the function to run
+ * @param arg its argument
+ * @return as px_ctx_post(), never -PX_ENOMEM. */
 PX_API int px_ctx_post_node(px_ctx *ctx, px_post_node *node, void (*fn)(void *arg), void *arg);
 
-/* Timers. A px_timer is owned by the context it was created on; its
+/** A timer's callback. Timers: a px_timer is owned by the context it was created on; its
  * callback runs on that context's thread. Restarting a running timer
- * re-arms it. */
+ * re-arms it.
+ * @param timer the timer that fired
+ * @param arg the pointer given to px_timer_create() */
 typedef void (*px_timer_cb)(px_timer *timer, void *arg);
 
-/* Returns 0 and *out; -PX_ENOMEM. */
+/** Create a timer (stopped).
+ * @param ctx the context it belongs to
+ * @param cb what runs when it fires
+ * @param arg passed to cb
+ * @param[out] out the new timer
+ * @return 0 and *out; -PX_ENOMEM. */
 PX_API int px_timer_create(px_ctx *ctx, px_timer_cb cb, void *arg, px_timer **out);
-/* Fire after `after_us`, then every `repeat_us` (0: once). Returns 0. */
+/** Fire after `after_us`, then every `repeat_us` (0: once).
+ * @param t the timer
+ * @param after_us microseconds until it first fires
+ * @param repeat_us microseconds between later firings, or 0
+ * @return 0. */
 PX_API int px_timer_start(px_timer *t, uint64_t after_us, uint64_t repeat_us);
-/* Returns 0; stopping a stopped timer is fine. */
+/** Stop a timer; stopping a stopped timer is fine.
+ * @param t the timer
+ * @return 0. */
 PX_API int px_timer_stop(px_timer *t);
-/* Stops and frees. May be called from the timer's own callback. */
+/** Stops and frees. May be called from the timer's own callback.
+ * @param t the timer */
 PX_API void px_timer_destroy(px_timer *t);
 
-/* Monotonic time in nanoseconds, the clock all plexus timing uses. */
+/** Monotonic time in nanoseconds, the clock all plexus timing uses.
+ * @return nanoseconds since an arbitrary start. */
 PX_API uint64_t px_now_ns(void);
 
 #ifdef __cplusplus

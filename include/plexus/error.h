@@ -1,4 +1,6 @@
-/* plexus — error codes.
+/**
+ * @file
+ * plexus — error codes.
  *
  * Every plexus call returns 0 (or a count) on success and a negative error
  * code on failure: -PX_EINVAL, -PX_EAGAIN, ...  Where an errno value means
@@ -19,9 +21,13 @@
 extern "C" {
 #endif
 
+/** Codes specific to plexus are above this one (errno values are below). */
 #define PX_EBASE 4096
 
-/* X(name, value, description) */
+/** Every error code, as X(name, value, description): the one place a code
+ * is defined; enum px_error and the strings of px_strerror() and
+ * px_errname() are generated from it.
+ * @param X a macro taking (name, value, description) */
 #define PX_ERROR_LIST(X)                                                                           \
     X(PX_EPERM, EPERM, "operation not permitted")                                                  \
     X(PX_ENOENT, ENOENT, "no such object")                                                         \
@@ -78,18 +84,27 @@ extern "C" {
     X(PX_EPEER, PX_EBASE + 15, "peer reported an error")                                           \
     X(PX_ENOTBUILT, PX_EBASE + 16, "transport known but not built into this plexus")
 
+/** The error codes: PX_EPERM, PX_ENOENT, ... PX_ENOTBUILT, each with the
+ * value and meaning PX_ERROR_LIST gives it. Calls return them negated. */
 enum px_error {
+/** PX_ERROR_LIST's X for the enum: `name = (value),`.
+ * @param name the code's name
+ * @param value its value
+ * @param text its description (unused here) */
 #define PX_ERROR_ENUM(name, value, text) name = (value),
     PX_ERROR_LIST(PX_ERROR_ENUM)
 #undef PX_ERROR_ENUM
 };
 
-/* A static, human-readable description of `err` (either sign accepted).
- * Never NULL; unknown codes give "unknown error". Any thread. */
+/** A static, human-readable description of `err` (either sign accepted).
+ * Any thread.
+ * @param err an error code, -PX_E... or PX_E...
+ * @return never NULL; unknown codes give "unknown error". */
 PX_API const char *px_strerror(int err);
 
-/* The symbolic name ("PX_EAGAIN") of `err` (either sign), "PX_OK" for 0,
- * or "PX_E?" when unknown. Any thread. */
+/** The symbolic name ("PX_EAGAIN") of `err` (either sign). Any thread.
+ * @param err an error code, -PX_E... or PX_E..., or 0
+ * @return the name, "PX_OK" for 0, or "PX_E?" when unknown (a static string). */
 PX_API const char *px_errname(int err);
 
 #ifdef __cplusplus

@@ -1,4 +1,6 @@
-/* plexus — servers, sessions, connections and messages.
+/**
+ * @file
+ * plexus — servers, sessions, connections and messages.
  *
  * Object model (Accelio's, made simpler):
  *   server   a URI bound on a context; new sessions arrive in on_new_session.
@@ -36,41 +38,48 @@ extern "C" {
 #endif
 
 #ifndef PX_CTX_DECLARED /* one typedef however many headers name it (C99) */
+/** Defined where px_ctx is declared: one typedef however many headers name it (C99). */
 #define PX_CTX_DECLARED
+/** A context: one event loop per thread (plexus/context.h). */
 typedef struct px_ctx px_ctx;
 #endif
+/** A server: a URI bound on a context (opaque). */
 typedef struct px_server px_server;
+/** A session: a client's association with one server (opaque). */
 typedef struct px_session px_session;
+/** A connection of a session, bound to one context (opaque). */
 typedef struct px_conn px_conn;
+/** A message (struct px_msg). */
 typedef struct px_msg px_msg;
 
 /* ---- messages ---------------------------------------------------------- */
 
+/** What a delivered message is (px_msg.type). */
 typedef enum px_msg_type {
-    PX_MSG_NONE = 0,
-    PX_MSG_REQUEST = 1,  /* delivered to the responder */
-    PX_MSG_RESPONSE = 2, /* delivered to the requester, in its own px_msg */
-    PX_MSG_ONEWAY = 3,   /* delivered to the receiver of px_send_msg() */
+    PX_MSG_NONE = 0,     /**< not a delivered message */
+    PX_MSG_REQUEST = 1,  /**< delivered to the responder */
+    PX_MSG_RESPONSE = 2, /**< delivered to the requester, in its own px_msg */
+    PX_MSG_ONEWAY = 3,   /**< delivered to the receiver of px_send_msg() */
 } px_msg_type;
 
 /* Flags in px_msg.flags, set by the sender. */
-#define PX_MSG_RECEIPT (1u << 0) /* one-way: report on_msg_delivered, not send_complete */
+#define PX_MSG_RECEIPT (1u << 0) /**< one-way: report on_msg_delivered, not send_complete */
 
-/* One direction of a message: an application header and a data vector.
+/** One direction of a message: an application header and a data vector.
  * When you fill it (out, or in for the reply's landing place) the memory
  * it points to is yours and must stay valid until the message completes.
  * When plexus fills it (a delivered message) it points into plexus-owned
  * memory valid until you release the message (px_release_msg,
  * px_release_response) or, for a request, until its response completes. */
 typedef struct px_msg_vec {
-    void *header;
-    uint32_t header_len;
-    uint32_t iov_count;
-    px_iov *iov;
-    uint64_t data_len; /* delivered: total data bytes; ignored on send */
+    void *header;        /**< the application header */
+    uint32_t header_len; /**< its bytes */
+    uint32_t iov_count;  /**< data segments in iov */
+    px_iov *iov;         /**< the data */
+    uint64_t data_len;   /**< delivered: total data bytes; ignored on send */
 } px_msg_vec;
 
-/* A message. For sends the struct is yours: allocate it as you like and
+/** A message. For sends the struct is yours: allocate it as you like and
  * keep it untouched until its completion callback; an idle message may be
  * reused or reset entirely (all-zero priv means idle). Delivered requests
  * and one-way messages are plexus's: read them, fill `out` of a request and
@@ -79,83 +88,88 @@ typedef struct px_msg_vec {
  * it stays readable until PX_EV_CONN_TEARDOWN, and px_send_response() on it
  * then returns -PX_ENOTCONN. */
 struct px_msg {
-    px_msg_vec out;
-    px_msg_vec in;
-    uint32_t flags;   /* PX_MSG_* */
-    px_msg_type type; /* set by plexus on delivery */
-    /* Requests: give up if no response came within this many milliseconds
+    px_msg_vec out;   /**< what this side sends */
+    px_msg_vec in;    /**< what it receives (the request, the reply, the one-way message) */
+    uint32_t flags;   /**< PX_MSG_* */
+    px_msg_type type; /**< set by plexus on delivery */
+    /** Requests: give up if no response came within this many milliseconds
      * of px_send_request(): on_msg_error(-PX_ETIMEDOUT), handled as a
      * cancel (px_cancel). 0: the context's request_timeout_ms. */
     uint32_t timeout_ms;
-    uint32_t reserved;  /* 0 */
-    uint64_t sn;        /* serial number, set by plexus when sent */
-    void *user_context; /* yours; plexus never reads it */
-    px_iov in_iov[1];   /* where plexus points in.iov for a single-segment delivery */
-    uint64_t priv[12];  /* plexus-internal state; do not touch */
+    uint32_t reserved;  /**< 0 */
+    uint64_t sn;        /**< serial number, set by plexus when sent */
+    void *user_context; /**< yours; plexus never reads it */
+    px_iov in_iov[1];   /**< where plexus points in.iov for a single-segment delivery */
+    uint64_t priv[12];  /**< plexus-internal state; do not touch */
 };
 
 /* ---- events ------------------------------------------------------------ */
 
+/** What happened to a session or connection (px_event.type). */
 typedef enum px_event_type {
-    PX_EV_SESSION_ESTABLISHED = 1, /* client: the server accepted */
-    PX_EV_SESSION_REJECTED,        /* client: reason + the server's user data */
-    PX_EV_SESSION_REDIRECTED,      /* client: the server sent us elsewhere; data = URI */
-    PX_EV_CONN_ESTABLISHED,        /* both sides: the connection carries messages */
-    PX_EV_CONN_CLOSED,             /* graceful close finished (either side began it) */
-    PX_EV_CONN_DISCONNECTED,       /* connection lost; reason says why */
-    PX_EV_CONN_ERROR,              /* protocol error from the peer; DISCONNECTED follows */
-    PX_EV_CONN_TEARDOWN,           /* last event of a connection; freed after it */
-    PX_EV_SESSION_TEARDOWN,        /* last event of a session; freed after it */
+    PX_EV_SESSION_ESTABLISHED = 1, /**< client: the server accepted */
+    PX_EV_SESSION_REJECTED,        /**< client: reason + the server's user data */
+    PX_EV_SESSION_REDIRECTED,      /**< client: the server sent us elsewhere; data = URI */
+    PX_EV_CONN_ESTABLISHED,        /**< both sides: the connection carries messages */
+    PX_EV_CONN_CLOSED,             /**< graceful close finished (either side began it) */
+    PX_EV_CONN_DISCONNECTED,       /**< connection lost; reason says why */
+    PX_EV_CONN_ERROR,              /**< protocol error from the peer; DISCONNECTED follows */
+    PX_EV_CONN_TEARDOWN,           /**< last event of a connection; freed after it */
+    PX_EV_SESSION_TEARDOWN,        /**< last event of a session; freed after it */
 } px_event_type;
 
-/* The name of an event type ("PX_EV_CONN_CLOSED"), or "PX_EV_?". */
+/** The name of an event type.
+ * @param type the event type
+ * @return "PX_EV_CONN_CLOSED", ..., or "PX_EV_?" (a static string). */
 PX_API const char *px_event_name(px_event_type type);
 
+/** An event of a session or of one of its connections (on_session_event). */
 typedef struct px_event {
-    px_event_type type;
-    px_conn *conn;    /* connection events; NULL for session events */
-    int reason;       /* 0, or -PX_E... saying why */
-    const void *data; /* REJECTED: the server's data; REDIRECTED: the URI */
-    size_t data_len;  /* valid during the callback only */
+    px_event_type type; /**< what happened */
+    px_conn *conn;      /**< connection events; NULL for session events */
+    int reason;         /**< 0, or -PX_E... saying why */
+    const void *data;   /**< REJECTED: the server's data; REDIRECTED: the URI */
+    size_t data_len;    /**< valid during the callback only */
 } px_event;
 
-/* What a server learns of a new session, valid during on_new_session. */
+/** What a server learns of a new session, valid during on_new_session. */
 typedef struct px_new_session {
-    const char *uri;          /* the server URI the client reached */
-    const char *peer;         /* the peer's address, e.g. "tcp://127.0.0.1:5123" */
-    const void *private_data; /* the client's setup data */
-    size_t private_len;
+    const char *uri;          /**< the server URI the client reached */
+    const char *peer;         /**< the peer's address, e.g. "tcp://127.0.0.1:5123" */
+    const void *private_data; /**< the client's setup data */
+    size_t private_len;       /**< its bytes */
 } px_new_session;
 
-/* Which way an ended message was going, for on_msg_error. */
+/** Which way an ended message was going, for on_msg_error. */
 typedef enum px_msg_dir {
-    /* A message you sent: a request, a one-way message or a response. */
+    /** A message you sent: a request, a one-way message or a response. */
     PX_DIR_OUT = 1,
-    /* A message you were receiving into memory you supplied in
+    /** A message you were receiving into memory you supplied in
      * assign_data_in_buf (msg->in.iov): it will not be delivered, and that
      * memory is yours again. msg is plexus's delivery, not one of yours. */
     PX_DIR_IN = 2,
 } px_msg_dir;
 
-/* Callbacks. All run on the thread of the context of the connection
+/** Callbacks. All run on the thread of the context of the connection
  * concerned; `user` is the session's user pointer (px_session_set_user).
  * Inside them you may send, respond, release, cancel and close; you may not
  * destroy the context or run it recursively. Unused members may be NULL. */
 typedef struct px_session_ops {
+    /** An event of the session or of one of its connections (px_event). */
     void (*on_session_event)(px_session *s, const px_event *ev, void *user);
-    /* Server only. Call px_session_accept/reject/redirect, now or later; a
+    /** Server only. Call px_session_accept/reject/redirect, now or later; a
      * session left undecided keeps its first connection waiting. */
     void (*on_new_session)(px_session *s, const px_new_session *req, void *user);
-    /* A request, a response (in your own px_msg) or a one-way message.
+    /** A request, a response (in your own px_msg) or a one-way message.
      * more_in_batch: further messages of this connection are already here
      * and follow at once, so you may coalesce work until it is 0. */
     void (*on_msg)(px_conn *c, px_msg *msg, int more_in_batch, void *user);
-    /* A PX_MSG_RECEIPT one-way message reached the peer's application. */
+    /** A PX_MSG_RECEIPT one-way message reached the peer's application. */
     void (*on_msg_delivered)(px_conn *c, px_msg *msg, void *user);
-    /* The transport no longer needs the buffers of a one-way message
+    /** The transport no longer needs the buffers of a one-way message
      * (without receipt) or of a response you sent. */
     void (*on_msg_send_complete)(px_conn *c, px_msg *msg, void *user);
-    /* The message ended without success. dir == PX_DIR_OUT: one you sent;
+    /** The message ended without success. dir == PX_DIR_OUT: one you sent;
      * reason is -PX_EDISCONNECTED, -PX_ECANCELED, -PX_ETIMEDOUT,
      * -PX_EFLUSHED, -PX_EREJECTED, -PX_ESHORTBUF, -PX_EPEER, ... and the
      * px_msg is yours again. dir == PX_DIR_IN: an incoming message (type
@@ -163,13 +177,13 @@ typedef struct px_session_ops {
      * in assign_data_in_buf when the connection died; it is never
      * delivered, and that memory is yours again. */
     void (*on_msg_error)(px_conn *c, px_msg *msg, px_msg_dir dir, int reason, void *user);
-    /* A message with msg->in.data_len bytes of data (above the inline
+    /** A message with msg->in.data_len bytes of data (above the inline
      * threshold) is arriving; msg->in.header is already valid. Point
      * msg->in.iov/iov_count at your memory (at least data_len bytes in all)
      * and return 0 to receive straight into it, or return nonzero to let
      * plexus supply a buffer. A too-short vector is refused, never trusted. */
     int (*assign_data_in_buf)(px_conn *c, px_msg *msg, void *user);
-    /* Responder: the requester gave up on a request you hold (px_cancel or
+    /** Responder: the requester gave up on a request you hold (px_cancel or
      * its timeout). plexus has already answered it with -PX_ECANCELED, so
      * stop working on it: px_send_response() on it now returns
      * -PX_ECANCELED; px_release_msg() it when you are done with it. */
@@ -178,44 +192,60 @@ typedef struct px_session_ops {
 
 /* ---- server ------------------------------------------------------------ */
 
-/* Bind `uri` on `ctx`. ops and user are copied/kept for every session the
+/** Bind `uri` on `ctx`. ops and user are copied/kept for every session the
  * server accepts. Without on_new_session every session is accepted (with
  * no data). Port 0 picks a free port: read it back with px_server_uri().
- * Returns 0 and *out; -PX_EBADURI/-PX_EBADSCHEME/-PX_EBADHOST/-PX_EBADPORT/
+ * Context thread only.
+ * @param ctx the context the server and its sessions live on
+ * @param uri where to listen, e.g. "tcp://0.0.0.0:7000" (options: @ref uri_options)
+ * @param ops the callbacks of every session the server accepts
+ * @param user the user pointer of every session it accepts
+ * @param[out] out the new server
+ * @return 0 and *out; -PX_EBADURI/-PX_EBADSCHEME/-PX_EBADHOST/-PX_EBADPORT/
  * -PX_EBADPATH/-PX_EBADOPT for the URI; -PX_ENOTBUILT for a transport this
- * build lacks; -PX_EADDRINUSE; -PX_EACCES; -PX_ENOMEM. Context thread only. */
+ * build lacks; -PX_EADDRINUSE; -PX_EACCES; -PX_ENOMEM. */
 PX_API int px_server_bind(px_ctx *ctx, const char *uri, const px_session_ops *ops, void *user,
                           px_server **out);
 
-/* The URI actually bound (with the real port), NUL-terminated into buf.
- * Returns its length; -PX_ENOSPC when buf is too small. */
+/** The URI actually bound (with the real port), NUL-terminated into buf.
+ * @param srv the server
+ * @param[out] buf where the URI goes
+ * @param len bytes of buf
+ * @return its length; -PX_ENOSPC when buf is too small. */
 PX_API int px_server_uri(const px_server *srv, char *buf, size_t len);
 
-/* Stop listening, free the server and close every session it accepted
+/** Stop listening, free the server and close every session it accepted
  * gracefully (px_session_close): their in-flight work drains and their
- * events, down to SESSION_TEARDOWN, still arrive. Returns 0. Context
- * thread only. */
+ * events, down to SESSION_TEARDOWN, still arrive. Context thread only.
+ * @param srv the server
+ * @return 0. */
 PX_API int px_server_unbind(px_server *srv);
 
-/* As px_server_unbind(), but every session it accepted is disconnected
+/** As px_server_unbind(), but every session it accepted is disconnected
  * abruptly (px_conn_disconnect): outstanding messages fail with
- * -PX_EFLUSHED. Returns 0. Context thread only. */
+ * -PX_EFLUSHED. Context thread only.
+ * @param srv the server
+ * @return 0. */
 PX_API int px_server_disconnect(px_server *srv);
 
 /* ---- session ----------------------------------------------------------- */
 
+/** What a client session is made with (px_session_create). */
 typedef struct px_session_params {
-    const char *uri;           /* the server to reach */
-    const px_session_ops *ops; /* kept by pointer: must outlive the session */
-    void *user;                /* passed to every callback */
-    const void *private_data;  /* copied; delivered to on_new_session */
-    size_t private_len;        /* at most 4096 */
+    const char *uri;           /**< the server to reach */
+    const px_session_ops *ops; /**< kept by pointer: must outlive the session */
+    void *user;                /**< passed to every callback */
+    const void *private_data;  /**< copied; delivered to on_new_session */
+    size_t private_len;        /**< at most 4096 */
 } px_session_params;
 
-/* Create a client session on `ctx`. No network traffic yet: the first
+/** Create a client session on `ctx`. No network traffic yet: the first
  * px_connect() performs the handshake, but the URI is checked in full now
  * (scheme, host, port, path, every option) without resolving names.
- * Returns 0 and *out; -PX_EINVAL; -PX_EMSGSIZE for private data over 4096
+ * @param ctx the session's context
+ * @param params the server's URI (options: @ref uri_options), the callbacks, user data
+ * @param[out] out the new session
+ * @return 0 and *out; -PX_EINVAL; -PX_EMSGSIZE for private data over 4096
  * bytes; the URI errors of px_server_bind(); -PX_ENOMEM. */
 PX_API int px_session_create(px_ctx *ctx, const px_session_params *params, px_session **out);
 
@@ -291,117 +321,178 @@ PX_API int px_session_reject(px_session *s, int reason, const void *data, size_t
  *         when they do not fit the handshake frame; a URI's own error. */
 PX_API int px_session_redirect(px_session *s, const char *const *uris, size_t n_uris);
 
-/* Gracefully close every connection of the session (in-flight work drains
+/** Gracefully close every connection of the session (in-flight work drains
  * first, then the peer is told), then deliver PX_EV_SESSION_TEARDOWN and
- * free it. Returns 0; -PX_EALREADY when closing already; -PX_ECLOSED for a
- * session already torn down (detected in debug builds, which keep freed
- * handles poisoned; in release builds that is a use after free).
+ * free it. Closing a session already torn down is detected in debug
+ * builds, which keep freed handles poisoned (-PX_ECLOSED); in release
+ * builds that is a use after free.
  * Lifetime: a client session (rejected, redirected, disconnected or not)
  * lives until you close it. A server session ends by itself after its last
  * connection, with PX_EV_SESSION_TEARDOWN; closing it there is optional.
  * Redirects are followed by plexus: the connection re-dials the first URI
- * given, with the messages queued on it, after PX_EV_SESSION_REDIRECTED. */
+ * given, with the messages queued on it, after PX_EV_SESSION_REDIRECTED.
+ * @param s the session
+ * @return 0; -PX_EALREADY when closing already; -PX_ECLOSED for a session
+ * already torn down (debug builds). */
 PX_API int px_session_close(px_session *s);
 
+/** Set the user pointer every callback of the session receives.
+ * @param s the session
+ * @param user the new pointer */
 PX_API void px_session_set_user(px_session *s, void *user);
+/** The session's user pointer.
+ * @param s the session
+ * @return the user pointer (px_session_params.user, the server's `user`
+ * for a session it accepted, or what px_session_set_user() set); NULL for
+ * a handle that is not a live session. */
 PX_API void *px_session_user(const px_session *s);
 
 /* ---- connection -------------------------------------------------------- */
 
-/* Graceful close: new sends fail with -PX_ESHUTDOWN, in-flight requests
+/** Graceful close: new sends fail with -PX_ESHUTDOWN, in-flight requests
  * and queued sends complete, then the peer is told and
  * PX_EV_CONN_CLOSED, PX_EV_CONN_TEARDOWN follow. Called before the
  * connection is established, it waits for the handshake, lets the queued
- * messages go, then closes. Returns 0; -PX_EALREADY; -PX_ECLOSED for a
- * connection already torn down (debug builds, as px_session_close). */
+ * messages go, then closes.
+ * @param c the connection
+ * @return 0; -PX_EALREADY; -PX_ECLOSED for a connection already torn down
+ * (debug builds, as px_session_close). */
 PX_API int px_conn_close(px_conn *c);
 
-/* Abrupt close: outstanding work completes at once with -PX_EFLUSHED,
- * then PX_EV_CONN_DISCONNECTED, PX_EV_CONN_TEARDOWN. Returns 0. */
+/** Abrupt close: outstanding work completes at once with -PX_EFLUSHED,
+ * then PX_EV_CONN_DISCONNECTED, PX_EV_CONN_TEARDOWN.
+ * @param c the connection
+ * @return 0. */
 PX_API int px_conn_disconnect(px_conn *c);
 
+/** The session a connection belongs to.
+ * @param c the connection
+ * @return its session; NULL for a handle that is not a live connection. */
 PX_API px_session *px_conn_session(const px_conn *c);
+/** The context that drives a connection (its callbacks run on its thread).
+ * @param c the connection
+ * @return its context; NULL for a handle that is not a live connection. */
 PX_API px_ctx *px_conn_ctx(const px_conn *c);
 
-/* The peer's address as a URI into buf. Returns its length; -PX_ENOSPC;
- * -PX_ENOTCONN before the transport connected. */
+/** The peer's address as a URI into buf.
+ * @param c the connection
+ * @param[out] buf where the URI goes, NUL-terminated
+ * @param len bytes of buf
+ * @return its length; -PX_ENOSPC; -PX_ENOTCONN before the transport
+ * connected. */
 PX_API int px_conn_peer(const px_conn *c, char *buf, size_t len);
 
+/** A connection's counters (px_conn_get_stats). */
 typedef struct px_conn_stats {
+    /** Requests sent, responses received, requests received, responses sent. @{ */
     uint64_t requests_sent, responses_recv, requests_recv, responses_sent;
+    /** @} */
+    /** One-way messages sent, received. @{ */
     uint64_t oneway_sent, oneway_recv;
-    uint64_t bytes_sent, bytes_recv; /* application header + data */
-    uint64_t in_flight;              /* requests awaiting a response now */
-    uint64_t queued, queued_bytes;   /* sends waiting behind a full queue now */
-    uint64_t rx_direct;              /* messages read straight into their destination */
-    uint64_t rx_detached;            /* in-place deliveries copied because the app kept them */
-    uint64_t eagain;                 /* sends refused with -PX_EAGAIN */
+    /** @} */
+    /** Bytes sent, received: application header + data. @{ */
+    uint64_t bytes_sent, bytes_recv;
+    /** @} */
+    uint64_t in_flight; /**< requests awaiting a response now */
+    /** Sends waiting behind a full queue now: how many, their bytes. @{ */
+    uint64_t queued, queued_bytes;
+    /** @} */
+    uint64_t rx_direct;   /**< messages read straight into their destination */
+    uint64_t rx_detached; /**< in-place deliveries copied because the app kept them */
+    uint64_t eagain;      /**< sends refused with -PX_EAGAIN */
 } px_conn_stats;
 
-/* Returns 0. */
+/** A connection's counters.
+ * @param c the connection
+ * @param[out] out the counters now
+ * @return 0. */
 PX_API int px_conn_get_stats(const px_conn *c, px_conn_stats *out);
 
-/* Counters over many connections. `conn` sums every counter of
+/** Counters over many connections. `conn` sums every counter of
  * px_conn_stats over the connections open now and those already gone;
  * its gauges (in_flight, queued, queued_bytes) are over the open ones. */
 typedef struct px_stats_sum {
-    px_conn_stats conn;
-    uint64_t conns_open;   /* now */
-    uint64_t conns_opened; /* since the context, or the server, was made */
-    uint64_t conns_closed; /* freed (after their CONN_TEARDOWN) */
+    px_conn_stats conn;    /**< the sums (gauges: over the open connections) */
+    uint64_t conns_open;   /**< now */
+    uint64_t conns_opened; /**< since the context, or the server, was made */
+    uint64_t conns_closed; /**< freed (after their CONN_TEARDOWN) */
 } px_stats_sum;
 
-/* Every connection of the context, client and server side. Returns 0;
- * -PX_EINVAL. Context thread only (it walks the open connections). */
+/** Every connection of the context, client and server side. Context thread
+ * only (it walks the open connections).
+ * @param ctx the context
+ * @param[out] out the sums
+ * @return 0; -PX_EINVAL. */
 PX_API int px_ctx_get_conn_stats(px_ctx *ctx, px_stats_sum *out);
 
-/* The connections the server accepted (those that have not said HELLO
- * yet included). Returns 0; -PX_EINVAL. Context thread only. */
+/** The connections the server accepted (those that have not said HELLO
+ * yet included). Context thread only.
+ * @param srv the server
+ * @param[out] out the sums
+ * @return 0; -PX_EINVAL. */
 PX_API int px_server_get_stats(const px_server *srv, px_stats_sum *out);
 
-/* The server's open connections: up to `max` of them into conns (each
+/** The server's open connections: up to `max` of them into conns (each
  * good for px_conn_get_stats, px_conn_peer, ... until its
  * CONN_TEARDOWN), and how many there are into *n_open (may be more than
- * max: call again with a larger array). Returns 0; -PX_EINVAL. Context
- * thread only. */
+ * max: call again with a larger array). Context thread only.
+ * @param srv the server
+ * @param[out] conns room for `max` connections
+ * @param max how many conns holds
+ * @param[out] n_open how many connections are open
+ * @return 0; -PX_EINVAL. */
 PX_API int px_server_list_conns(const px_server *srv, px_conn **conns, size_t max, size_t *n_open);
 
 /* ---- sending ----------------------------------------------------------- */
 
-/* Send a request. req->out is sent; the response arrives in on_msg with
+/** Send a request. req->out is sent; the response arrives in on_msg with
  * msg == req, msg->type == PX_MSG_RESPONSE and msg->in filled: into your
  * req->in.iov if you pointed it at memory (it must be large enough, else
  * on_msg_error -PX_ESHORTBUF), else into plexus memory. Either way call
  * px_release_response(req) afterwards.
- * Returns 0; -PX_EAGAIN (queue and byte limit full: nothing was sent);
+ * On any error the message is untouched and no callback comes.
+ * @param c the connection
+ * @param req the request: yours, untouched until its response or error
+ * @return 0; -PX_EAGAIN (queue and byte limit full: nothing was sent);
  * -PX_EMSGSIZE (header or data over the limits); -PX_ETOOMANY (too many
  * iovecs); -PX_ESHUTDOWN (closing); -PX_ENOTCONN (disconnected);
- * -PX_EINVAL. On any error the message is untouched and no callback comes. */
+ * -PX_EINVAL. */
 PX_API int px_send_request(px_conn *c, px_msg *req);
 
-/* Answer a delivered request: fill req->out, then call this, in on_msg or
+/** Answer a delivered request: fill req->out, then call this, in on_msg or
  * later. Completion: on_msg_send_complete(req) or on_msg_error(req); the
- * request is recycled after that callback. Errors as px_send_request()
- * (-PX_EMSGSIZE: over the requester's limits), -PX_EALREADY when already
- * answered, -PX_ECANCELED when the requester canceled it and
- * -PX_ESHUTDOWN when the connection is closing (plexus answered it for
- * you in both cases). On any error the request stays yours: answer it
- * otherwise or px_release_msg() it, else the requester waits. */
+ * request is recycled after that callback. On any error the request stays
+ * yours: answer it otherwise or px_release_msg() it, else the requester
+ * waits.
+ * @param req the delivered request, its `out` filled
+ * @return 0; errors as px_send_request() (-PX_EMSGSIZE: over the
+ * requester's limits), -PX_EALREADY when already answered, -PX_ECANCELED
+ * when the requester canceled it and -PX_ESHUTDOWN when the connection is
+ * closing (plexus answered it for you in both cases). */
 PX_API int px_send_response(px_msg *req);
 
-/* Send a one-way message. Returns as px_send_request(). */
+/** Send a one-way message.
+ * @param c the connection
+ * @param msg the message: yours, untouched until its completion
+ * (on_msg_send_complete, on_msg_delivered with PX_MSG_RECEIPT, or
+ * on_msg_error)
+ * @return as px_send_request(). */
 PX_API int px_send_msg(px_conn *c, px_msg *msg);
 
-/* Give back the reply buffers of a completed request (after on_msg with
- * PX_MSG_RESPONSE). The px_msg is yours again. Returns 0; -PX_EINVAL. */
+/** Give back the reply buffers of a completed request (after on_msg with
+ * PX_MSG_RESPONSE). The px_msg is yours again.
+ * @param req the request whose response was delivered
+ * @return 0; -PX_EINVAL. */
 PX_API int px_release_response(px_msg *req);
 
-/* Give back a delivered one-way message. For a delivered request you will
+/** Give back a delivered one-way message. For a delivered request you will
  * not answer, this answers it with an error (-PX_EPEER reaches the
- * requester). Returns 0; -PX_EINVAL. */
+ * requester).
+ * @param msg the delivered message
+ * @return 0; -PX_EINVAL. */
 PX_API int px_release_msg(px_msg *msg);
 
-/* Cancel an outstanding request: on_msg_error -PX_ECANCELED follows from
+/** Cancel an outstanding request: on_msg_error -PX_ECANCELED follows from
  * the loop (never inside this call), and no response will be delivered (a
  * late one is discarded). The responder is told (a CANCEL frame: its
  * on_msg_canceled runs and plexus answers for it), so the request's place
@@ -412,7 +503,8 @@ PX_API int px_release_msg(px_msg *msg);
  * already arriving into them, on_msg_error waits until it has landed; on
  * a transport that writes responses directly into them (RDMA), it waits
  * for the response itself or for the connection's end, whichever first.
- * Returns 0; -PX_EALREADY when it completed (or was canceled) already;
+ * @param req the request
+ * @return 0; -PX_EALREADY when it completed (or was canceled) already;
  * -PX_EINVAL for a message that is not an outstanding request (one never
  * sent, or a one-way message). */
 PX_API int px_cancel(px_msg *req);

@@ -1,5 +1,7 @@
 #!/bin/sh
 # px_perf_smoke.sh smoke|bad-option|interrupt PX_PERF
+# px_perf_smoke.sh plot PX_PERF PX_PLOT
+# px_perf_smoke.sh compare PX_PERF PX_PLOT COMPARE_SH BUILD_DIR FIXTURE
 #
 # smoke:      a short local run of every test must exit 0 and print valid
 #             JSON with one row per (test, size), each with the requested
@@ -11,6 +13,9 @@
 #             JSON still valid and saying so.
 # plot:       px-plot (third argument) draws a short run as a well-formed
 #             SVG with its three panels; foreign JSON exits 2.
+# compare:    bench/compare.sh --out keeps a short run (tcp, the floor and
+#             plexus) that px-plot draws beside a px-perf run it kept, and
+#             px-plot draws FIXTURE, a compare.json with peers.
 set -u
 mode=$1
 perf=$2
@@ -87,8 +92,53 @@ PY
     [ $rc -eq 2 ] || fail "px-plot on foreign JSON exited $rc, not 2"
     exit 0
     ;;
+compare)
+    # The overlay path: a short real compare.sh --out run (tcp, floor and
+    # plexus only) that px-plot draws with one of the px-perf runs it kept
+    # beside it; then a fixture with peers (and one not measured), as
+    # compare.sh writes them where the peers are installed.
+    plot=$3 cmp=$4 build=$5 fixture=$6
+    dir=$(mktemp -d)
+    trap 'rm -f "$out" "$err"; rm -rf "$dir"' EXIT
+    bash "$cmp" --build "$build" --only tcp --no-peers --rounds 1 --duration 0.1 --out "$dir" --quiet \
+        >"$out" 2>"$err" || fail "compare.sh --out exited $?"
+    [ -s "$dir/table.txt" ] || fail "no table.txt"
+    python3 "$plot" -o "$dir/a.svg" "$dir" "busy=$dir/px-perf/tcp_rtt_busy__plexus__r1.json" \
+        2>"$err" || fail "px-plot on compare.sh --out exited $?"
+    python3 "$plot" -o "$dir/b.svg" "$fixture" 2>"$err" || fail "px-plot on the fixture exited $?"
+    python3 - "$dir" <<'PY' || fail "compare.sh --out or px-plot's picture of it"
+import json, os, sys, xml.etree.ElementTree as ET
+d = sys.argv[1]
+doc = json.load(open(os.path.join(d, "compare.json")))
+assert doc["tool"] == "compare.sh" and doc["rounds"] == 1, doc
+ids = [m["id"] for m in doc["metrics"]]
+assert ids == ["tcp_rtt_busy", "tcp_rtt_block", "tcp_oneway", "tcp_rr", "tcp_bw"], ids
+for m in doc["metrics"]:
+    px = [c for c in m["contenders"] if c["name"] == "plexus"]
+    assert len(px) == 1 and px[0]["median"] > 0 and len(px[0]["rounds"]) == 1, m
+    assert px[0]["px_perf"], m
+    for f in px[0]["px_perf"]:
+        assert json.load(open(os.path.join(d, f)))["tool"] == "px-perf", f
+    assert all(c["note"] == "n/a (--no-peers)" for c in m["contenders"] if c["role"] == "peer"), m
+def texts(name):
+    root = ET.parse(os.path.join(d, name)).getroot()
+    return [t.text for t in root.iter("{http://www.w3.org/2000/svg}text") if t.text]
+a = texts("a.svg")
+for want in ("compare.sh: round trip (us)", "compare.sh: message rate (M/s)",
+             "compare.sh: bandwidth (GB/s)", "plexus", "floor (bare exchange)",
+             "latency by percentile", "busy lat 64"):
+    assert want in a, (want, a)
+assert any(t.startswith("not measured:") for t in a), a
+b = texts("b.svg")
+for want in ("compare.sh: round trip (us)", "compare.sh: bandwidth (GB/s)", "plexus", "sockperf",
+             "ucx", "floor (bare exchange)"):
+    assert want in b, (want, b)
+assert any("ucx tcp: n/a (not installed)" in t for t in b), b
+PY
+    exit 0
+    ;;
 smoke) ;;
-*) echo "usage: $0 smoke|bad-option|interrupt|plot PX_PERF [PX_PLOT]" >&2; exit 2 ;;
+*) echo "usage: $0 smoke|bad-option|interrupt|plot|compare PX_PERF [PX_PLOT [COMPARE_SH BUILD_DIR FIXTURE]]" >&2; exit 2 ;;
 esac
 
 "$perf" --version >"$out" 2>"$err" || fail "--version failed"
