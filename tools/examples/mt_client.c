@@ -1,8 +1,8 @@
-/* mt_client URI [THREADS] [N] — one session with a connection on each of
+/* mt_client URI [THREADS] [N] [POLL_US] — one session with a connection on each of
  * THREADS threads (default 4), each thread running its own context and
  * sending N echo requests (default 100000), 16 in flight. Against
  * mt_server, the connections land on the server's threads in turn.
- * Prints each thread's rate and the total.
+ * Prints each thread's rate and the total. POLL_US as for mt_server.
  *
  *   mt_client tcp://127.0.0.1:7430 4 100000
  */
@@ -132,18 +132,19 @@ static void *worker_main(void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: mt_client URI [THREADS] [N]\n");
+        fprintf(stderr, "usage: mt_client URI [THREADS] [N] [POLL_US]\n");
         return 2;
     }
     n_workers = argc > 2 ? atoi(argv[2]) : 4;
     long n = argc > 3 ? atol(argv[3]) : 100000;
+    px_ctx_opts opts = {.poll_us = argc > 4 ? (uint32_t)atoi(argv[4]) : 0};
     if (n_workers < 1 || n_workers > MAX_THREADS || n < 1) {
         fprintf(stderr, "mt_client: THREADS must be 1..%d, N at least 1\n", MAX_THREADS);
         return 2;
     }
     for (int i = 0; i < n_workers; i++) {
         workers[i].total = n;
-        int rc = px_ctx_create(NULL, &workers[i].ctx);
+        int rc = px_ctx_create(&opts, &workers[i].ctx);
         if (rc != 0) {
             fprintf(stderr, "px_ctx_create: %s\n", px_strerror(rc));
             return 1;

@@ -1,4 +1,4 @@
-/* mt_server URI [THREADS] — an echo server with THREADS worker threads
+/* mt_server URI [THREADS] [POLL_US] — an echo server with THREADS worker threads
  * (default 4), each running its own context and server. The first binds
  * URI and accepts every session with all of them as portals, so a client's
  * connections spread over the threads; each connection is served on its
@@ -6,6 +6,9 @@
  *
  *   mt_server tcp://127.0.0.1:7430 4
  *   mt_client tcp://127.0.0.1:7430 4 100000
+ *
+ * POLL_US > 0 has each context busy-poll that long before it sleeps
+ * (px_ctx_opts.poll_us; default 0: sleep at once).
  *
  * The other workers bind next to URI: port 0 for tcp://, "-N" after the
  * path or name for unix:// and shm://.
@@ -91,10 +94,11 @@ static void worker_uri(const char *uri, int i, char *out, size_t len)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: mt_server URI [THREADS]\n");
+        fprintf(stderr, "usage: mt_server URI [THREADS] [POLL_US]\n");
         return 2;
     }
     n_workers = argc > 2 ? atoi(argv[2]) : 4;
+    px_ctx_opts opts = {.poll_us = argc > 3 ? (uint32_t)atoi(argv[3]) : 0};
     if (n_workers < 1 || n_workers > MAX_THREADS) {
         fprintf(stderr, "mt_server: THREADS must be 1..%d\n", MAX_THREADS);
         return 2;
@@ -110,7 +114,7 @@ int main(int argc, char **argv)
         struct worker *w = &workers[i];
         char bind[URI_LEN];
         worker_uri(argv[1], i, bind, sizeof(bind));
-        int rc = px_ctx_create(NULL, &w->ctx);
+        int rc = px_ctx_create(&opts, &w->ctx);
         if (rc == 0)
             rc = px_server_bind(w->ctx, bind, &ops, w, &w->srv);
         if (rc == 0 && px_server_uri(w->srv, w->uri, sizeof(w->uri)) < 0)
