@@ -1709,6 +1709,78 @@ START_TEST(portals)
 }
 END_TEST
 
+/* One session, a second connection on another context driven by another
+ * thread. The threads take turns (the other is joined while one runs), so
+ * the suite's single-threaded client state needs no lock; what is checked
+ * is plexus's side: the connection made from the second thread joins the
+ * same session on the server, carries messages, and is closed on its own
+ * thread by px_session_close from the session's. */
+struct second_thread {
+    struct client *cl;
+    px_ctx *ctx;
+    px_conn *c;
+    int phase; /* 0: connect and echo; 1: run until its teardown */
+};
+
+static void *second_thread_main(void *arg)
+{
+    struct second_thread *st = arg;
+    struct client *cl = st->cl;
+    px_ctx *home = cl->ctx;
+    px_conn *first = cl->c;
+    cl->ctx = st->ctx; /* RUN_UNTIL and echo_once drive this thread's context */
+    if (st->phase == 0) {
+        int rc = px_connect(cl->s, st->ctx, &st->c);
+        ck_assert_msg(rc == 0, "px_connect from a second context: %s", px_strerror(rc));
+        RUN_UNTIL(cl, cl->ev[PX_EV_CONN_ESTABLISHED] == 2, 10000);
+        cl->c = st->c;
+        echo_once(cl, 30, 1000);
+    } else {
+        RUN_UNTIL(cl, cl->ev[PX_EV_CONN_TEARDOWN] == 1, 10000);
+    }
+    cl->ctx = home;
+    cl->c = first;
+    return NULL;
+}
+
+static void second_thread_run(struct second_thread *st, int phase)
+{
+    pthread_t t;
+    st->phase = phase;
+    ck_assert_int_eq(pthread_create(&t, NULL, second_thread_main, st), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+}
+
+START_TEST(cross_context_session)
+{
+    struct server sv;
+    struct client cl;
+    server_start(&sv);
+    client_open(&cl, sv.uri, NULL, "conformance");
+    client_wait_up(&cl);
+    cl.n_conns = 1;
+    struct second_thread st = {.cl = &cl};
+    ck_assert_int_eq(px_ctx_create(NULL, &st.ctx), 0);
+    second_thread_run(&st, 0);
+    ck_assert_ptr_eq(px_conn_ctx(st.c), st.ctx);
+    ck_assert_ptr_eq(px_conn_session(st.c), cl.s);
+    echo_once(&cl, 31, 1000); /* the first connection, on our context, still works */
+    struct conf_stats stats;
+    get_stats(&cl, &stats);
+    ck_assert_uint_eq(stats.sessions, 1);
+    ck_assert_uint_eq(stats.conns, 2);
+    ck_assert_int_eq(px_session_close(cl.s), 0); /* from the session's own thread */
+    second_thread_run(&st, 1);                   /* its connection closes there */
+    ck_assert_int_eq(cl.ev[PX_EV_SESSION_TEARDOWN], 0);
+    /* The other context has a connection of our session until it is
+     * torn down: busy until then, free after. */
+    ck_assert_int_eq(px_ctx_destroy(st.ctx), 0);
+    client_close(&cl);
+    ck_assert_int_eq(cl.ev[PX_EV_CONN_CLOSED], 2);
+    server_stop(&sv);
+}
+END_TEST
+
 /* ---- assign_data_in_buf: the receiver supplies the buffer for large data */
 
 START_TEST(assign_data_in_buf)
@@ -2592,6 +2664,7 @@ int main(int argc, char **argv)
     add_case(s, "private_data_limits", private_data_limits, 30);
     add_case(s, "redirect", redirect, 30);
     add_case(s, "portals", portals, 30);
+    add_case(s, "cross_context_session", cross_context_session, 30);
     add_case(s, "echo_100k", echo_100k, 180);
     add_case(s, "fifo_order", fifo_order, 120);
     add_case(s, "inflight_1000", inflight_1000, 60);
