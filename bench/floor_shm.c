@@ -346,5 +346,6 @@ int main(int argc, char **argv)
     start(T_EXIT);
     int st;
     waitpid(pid, &st, 0);
+    free(t);
     return 0;
 }

@@ -332,5 +332,7 @@ int main(int argc, char **argv)
     shutdown(fd, SHUT_WR);
     int st;
     waitpid(pid, &st, 0);
+    free(buf);
+    free(t);
     return 0;
 }
