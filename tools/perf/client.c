@@ -77,6 +77,25 @@ struct worker {
     pthread_t tid;
 };
 
+/* --one-session: every worker's connections belong to one session (made
+ * by worker 0, on its context), whose callbacks all carry worker 0 as
+ * their user pointer; the worker a connection belongs to is the one whose
+ * context drives it. Set before any connection exists. */
+static px_session *shared_session;
+static struct worker *all_workers;
+static unsigned n_all_workers;
+
+static struct worker *owner(px_conn *c, void *user)
+{
+    if (!shared_session)
+        return user;
+    px_ctx *ctx = px_conn_ctx(c);
+    for (unsigned i = 0; i < n_all_workers; i++)
+        if (all_workers[i].ctx == ctx)
+            return &all_workers[i];
+    return user;
+}
+
 /* ---- issuing and completing ---------------------------------------------- */
 
 static void fail(struct worker *w, int reason)
@@ -205,7 +224,7 @@ static void ctl_done(struct worker *w, px_msg *m)
  * must not produce a figure. */
 static void on_msg(px_conn *c, px_msg *m, int more_in_batch, void *user)
 {
-    struct worker *w = user;
+    struct worker *w = owner(c, user);
     struct slot *s = (struct slot *)m;
     if (m->type != PX_MSG_RESPONSE) {
         px_release_msg(m); /* the server never sends us anything else */
@@ -227,12 +246,12 @@ static void on_msg(px_conn *c, px_msg *m, int more_in_batch, void *user)
 
 static void on_send_complete(px_conn *c, px_msg *m, void *user)
 {
-    complete(user, (struct slot *)m, 1);
+    complete(owner(c, user), (struct slot *)m, 1);
 }
 
 static void on_msg_error(px_conn *c, px_msg *m, px_msg_dir dir, int reason, void *user)
 {
-    struct worker *w = user;
+    struct worker *w = owner(c, user);
     struct slot *s = (struct slot *)m;
     fail(w, reason);
     if (s->ctl) {
@@ -245,7 +264,7 @@ static void on_msg_error(px_conn *c, px_msg *m, px_msg_dir dir, int reason, void
 
 static void on_session_event(px_session *sess, const px_event *ev, void *user)
 {
-    struct worker *w = user;
+    struct worker *w = ev->conn ? owner(ev->conn, user) : user;
     switch (ev->type) {
     case PX_EV_CONN_ESTABLISHED:
         if (++w->established == w->n_conns)
@@ -408,13 +427,36 @@ static int worker_setup(struct worker *w, const struct perf_opts *o, size_t buf_
     memset(w->buf, 0x5a, w->buf_len); /* fault the pages in before timing */
     for (unsigned i = 0; i < w->n_conns; i++) {
         px_session_params p = {.uri = o->uri, .ops = &client_ops, .user = w};
-        rc = px_session_create(w->ctx, &p, &w->sessions[i]);
+        if (o->one_session && !shared_session) {
+            rc = px_session_create(w->ctx, &p, &shared_session);
+            w->sessions[i] = shared_session; /* worker 0 closes it */
+        } else if (!o->one_session) {
+            rc = px_session_create(w->ctx, &p, &w->sessions[i]);
+        }
+        /* This thread drives every context during setup, so it may connect
+         * on each (one thread at a time per context). */
         if (rc == 0)
-            rc = px_connect(w->sessions[i], w->ctx, &w->conns[i]);
+            rc = px_connect(o->one_session ? shared_session : w->sessions[i], w->ctx, &w->conns[i]);
         if (rc != 0)
             return rc;
     }
     return wait_setup(w);
+}
+
+/* --one-session: close the session from its own context's thread (this
+ * one, between phases) and drive every context until it is torn down, for
+ * 3 s at most: its connections on the others close there. */
+static void shared_session_close(struct worker *ws, unsigned n)
+{
+    ws[0].teardowns = 0;
+    if (px_session_close(shared_session) == 0) {
+        uint64_t until = px_now_ns() + 3000ull * 1000 * 1000;
+        while (ws[0].teardowns == 0 && px_now_ns() < until)
+            for (unsigned i = 0; i < n; i++)
+                px_ctx_run_timeout(ws[i].ctx, 1);
+    }
+    ws[0].sessions[0] = NULL;
+    shared_session = NULL;
 }
 
 static void worker_teardown(struct worker *w)
@@ -671,6 +713,8 @@ int perf_client_main(const struct perf_opts *o)
     if (!ws)
         return 1;
     int rc = 0, status = 0;
+    all_workers = ws;
+    n_all_workers = o->threads;
     for (unsigned i = 0; i < o->threads && rc == 0; i++) {
         ws[i].id = i;
         /* Connections are dealt to the threads like cards. */
@@ -684,6 +728,7 @@ int perf_client_main(const struct perf_opts *o)
         struct perf_run_info info = {.uri = o->uri,
                                      .conns = o->conns,
                                      .threads = o->threads,
+                                     .one_session = o->one_session,
                                      .poll_us = o->poll_us,
                                      .cpu = o->cpu,
                                      .mem_alloc = o->mem_alloc,
@@ -703,6 +748,8 @@ int perf_client_main(const struct perf_opts *o)
             perf_out_end(o, 0);
         }
     }
+    if (shared_session)
+        shared_session_close(ws, o->threads);
     for (unsigned i = 0; i < o->threads; i++)
         worker_teardown(&ws[i]);
     free(ws);

@@ -50,7 +50,13 @@ static const char usage_text[] =
     "                   (default a tenth of the row; 0 for none)\n"
     "  --conns N        connections, one session each, used round-robin (default 1)\n"
     "  --threads N      client threads, each with its own context and its share of the\n"
-    "                   connections (default 1)\n"
+    "                   connections (default 1); server: N threads, each with its own\n"
+    "                   context and server, every session accepted with all N as\n"
+    "                   portals (local: the server gets N with --one-session)\n"
+    "  --one-session    client: one session whose connections are spread over the\n"
+    "                   threads (px_connect from each thread's context), rather than\n"
+    "                   one session per connection; with a --threads server they land\n"
+    "                   on its threads in turn\n"
     "  --poll-us N      polling mode on both sides: spin N us before sleeping\n"
     "  --mem KIND       the client's send buffer: plain (default, malloc) or alloc\n"
     "                   (px_mem_alloc on the client's context: shm moves it from a\n"
@@ -197,6 +203,7 @@ enum {
     O_QUIET,
     O_MEM,
     O_PROGRESS,
+    O_ONE_SESSION,
     O_VERSION
 };
 
@@ -216,6 +223,7 @@ static const struct option long_opts[] = {
     {"quiet", no_argument, NULL, O_QUIET},
     {"mem", required_argument, NULL, O_MEM},
     {"progress", no_argument, NULL, O_PROGRESS},
+    {"one-session", no_argument, NULL, O_ONE_SESSION},
     {"version", no_argument, NULL, O_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -271,6 +279,9 @@ static void apply_option(struct perf_opts *o, int c, const char *arg, const char
     case O_PROGRESS:
         o->progress = 1;
         break;
+    case O_ONE_SESSION:
+        o->one_session = 1;
+        break;
     case O_VERSION:
         printf("px-perf (plexus %s)\n", px_version());
         exit(0);
@@ -295,7 +306,7 @@ static void finish_options(struct perf_opts *o, const char *warmup, int cpu_set,
         o->warmup_iters = o->iters / 10;
         o->warmup_s = o->duration / 10;
     }
-    if (o->conns < o->threads)
+    if (strcmp(o->mode, "server") != 0 && o->conns < o->threads)
         perf_usage_error("--conns (%u) must be at least --threads (%u): each thread needs a "
                          "connection",
                          o->conns, o->threads);
@@ -374,8 +385,9 @@ static int start_server(const struct perf_opts *o, char *bound, size_t len)
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) != 0)
         return -1;
-    char poll_arg[16], cpu_arg[16];
+    char poll_arg[16], cpu_arg[16], threads_arg[16];
     snprintf(poll_arg, sizeof(poll_arg), "%u", o->poll_us);
+    snprintf(threads_arg, sizeof(threads_arg), "%u", o->one_session ? o->threads : 1);
     snprintf(cpu_arg, sizeof(cpu_arg), "%d", o->server_cpu);
     server_pid = fork();
     if (server_pid < 0)
@@ -384,8 +396,8 @@ static int start_server(const struct perf_opts *o, char *bound, size_t len)
         /* The child must not outlive us, whatever kills us. */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         dup2(pfd[1], 1);
-        char *args[] = {"px-perf", "server",       (char *)o->uri, "--poll-us",
-                        poll_arg,  "--server-cpu", cpu_arg,        NULL};
+        char *args[] = {"px-perf",      "server", (char *)o->uri, "--poll-us", poll_arg,
+                        "--server-cpu", cpu_arg,  "--threads",    threads_arg, NULL};
         execv("/proc/self/exe", args);
         fprintf(stderr, "px-perf: exec of the server failed: %s\n", strerror(errno));
         _exit(127);

@@ -99,8 +99,9 @@ void perf_out_begin(const struct perf_opts *o, const struct perf_run_info *info)
         json_machine();
         printf("  \"uri\": ");
         json_string(info->uri);
-        printf(",\n  \"conns\": %u,\n  \"threads\": %u,\n  \"poll_us\": %u,\n", info->conns,
-               info->threads, info->poll_us);
+        printf(",\n  \"conns\": %u,\n  \"threads\": %u,\n  \"sessions\": \"%s\",\n"
+               "  \"poll_us\": %u,\n",
+               info->conns, info->threads, info->one_session ? "one" : "per-conn", info->poll_us);
         printf("  \"client_cpu\": %d,\n  \"server_cpu\": %d,\n  \"pinning\": ", info->cpu,
                info->server_cpu);
         json_string(info->pinning ? info->pinning : "");
@@ -108,9 +109,10 @@ void perf_out_begin(const struct perf_opts *o, const struct perf_run_info *info)
         printf("  \"latency_unit\": \"us\",\n  \"results\": [");
     } else {
         if (!o->quiet)
-            printf("# px-perf %s  %s  conns %u  threads %u  poll_us %u  cpu client %d server %d "
+            printf("# px-perf %s  %s  conns %u  threads %u%s  poll_us %u  cpu client %d server %d "
                    "(%s)  mem %s\n",
-                   px_version(), info->uri, info->conns, info->threads, info->poll_us, info->cpu,
+                   px_version(), info->uri, info->conns, info->threads,
+                   info->one_session ? " (one session)" : "", info->poll_us, info->cpu,
                    info->server_cpu, info->pinning ? info->pinning : "",
                    info->mem_alloc ? "alloc" : "plain");
         /* The units, always: a table without them means nothing. */

@@ -67,6 +67,7 @@ struct perf_opts {
     uint64_t warmup_iters; /* ... or operations (iters mode) */
     int warmup_set;
     unsigned conns, threads;
+    int one_session; /* client: one session over every thread's connections */
     uint32_t poll_us;
     int json, quiet;
     int progress;        /* --progress: a progress line also when stderr is no terminal */
@@ -146,6 +147,7 @@ struct perf_row {
 struct perf_run_info {
     const char *uri;
     unsigned conns, threads;
+    int one_session;
     uint32_t poll_us;
     int cpu, server_cpu;
     const char *pinning; /* why these CPUs: "default: ..." or "--cpu/--server-cpu" */
