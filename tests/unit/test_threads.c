@@ -183,6 +183,23 @@ static void servers_down(void)
     }
 }
 
+/* One server without portals on workers[0], its thread running. */
+static struct worker *one_server_up(int scheme)
+{
+    static int no_portals = 0;
+    memset(workers, 0, sizeof workers);
+    atomic_store(&new_sessions, 0);
+    atomic_store(&server_sessions_torn, 0);
+    struct worker *sv = &workers[0];
+    char uri[256];
+    bind_uri(scheme, 0, uri, sizeof uri);
+    ck_assert_int_eq(px_ctx_create(NULL, &sv->ctx), 0);
+    ck_assert_int_eq(px_server_bind(sv->ctx, uri, &server_ops, &no_portals, &sv->srv), 0);
+    ck_assert_int_gt(px_server_uri(sv->srv, sv->uri, sizeof sv->uri), 0);
+    worker_start(sv);
+    return sv;
+}
+
 /* ---- the client ------------------------------------------------------------ */
 
 struct client {
@@ -371,17 +388,7 @@ static void second_pass(struct worker *w)
  * for the first connection's handshake) rather than after. */
 static void cross_context_case(int scheme, int early)
 {
-    static int no_portals = 0;
-    memset(workers, 0, sizeof workers);
-    atomic_store(&new_sessions, 0);
-    atomic_store(&server_sessions_torn, 0);
-    struct worker *sv = &workers[0], *two = &workers[1];
-    char uri[256];
-    bind_uri(scheme, 0, uri, sizeof uri);
-    ck_assert_int_eq(px_ctx_create(NULL, &sv->ctx), 0);
-    ck_assert_int_eq(px_server_bind(sv->ctx, uri, &server_ops, &no_portals, &sv->srv), 0);
-    ck_assert_int_gt(px_server_uri(sv->srv, sv->uri, sizeof sv->uri), 0);
-    worker_start(sv);
+    struct worker *sv = one_server_up(scheme), *two = &workers[1];
 
     struct client cl = {0};
     ck_assert_int_eq(px_ctx_create(NULL, &cl.home), 0);
@@ -442,15 +449,7 @@ END_TEST
 
 START_TEST(two_connects_one_session)
 {
-    static int no_portals = 0;
-    memset(workers, 0, sizeof workers);
-    atomic_store(&new_sessions, 0);
-    struct worker *sv = &workers[0];
-    ck_assert_int_eq(px_ctx_create(NULL, &sv->ctx), 0);
-    ck_assert_int_eq(
-        px_server_bind(sv->ctx, "tcp://127.0.0.1:0", &server_ops, &no_portals, &sv->srv), 0);
-    ck_assert_int_gt(px_server_uri(sv->srv, sv->uri, sizeof sv->uri), 0);
-    worker_start(sv);
+    struct worker *sv = one_server_up(0);
     struct client cl = {0};
     ck_assert_int_eq(px_ctx_create(NULL, &cl.home), 0);
     running = cl.home;
