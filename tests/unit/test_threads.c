@@ -33,11 +33,11 @@ static void anomaly(const char *what)
 static void bind_uri(int scheme, int i, char *out, size_t len)
 {
     if (scheme == 0)
-        snprintf(out, len, "tcp://127.0.0.1:0");
+        snprintf(out, len, "%s://127.0.0.1:0", schemes[scheme]);
     else if (scheme == 1)
-        snprintf(out, len, "unix:///tmp/px-threads-%d-%d.sock", (int)getpid(), i);
+        snprintf(out, len, "%s:///tmp/px-threads-%d-%d.sock", schemes[scheme], (int)getpid(), i);
     else
-        snprintf(out, len, "shm://px-threads-%d-%d", (int)getpid(), i);
+        snprintf(out, len, "%s://px-threads-%d-%d", schemes[scheme], (int)getpid(), i);
 }
 
 /* ---- a context driven by a thread of its own ----------------------------- */
