@@ -265,6 +265,17 @@ static void send_requests(px_conn *c, int k)
     }
 }
 
+/* A client context for this thread and a session on it to `uri`. */
+static px_session *client_up(struct client *cl, const char *uri)
+{
+    ck_assert_int_eq(px_ctx_create(NULL, &cl->home), 0);
+    running = cl->home;
+    px_session_params p = {.uri = uri, .ops = &client_ops, .user = cl};
+    px_session *s;
+    ck_assert_int_eq(px_session_create(cl->home, &p, &s), 0);
+    return s;
+}
+
 /* ---- portals ---------------------------------------------------------------- */
 
 /* Five connections made at once, before the session is up: the first makes
@@ -276,11 +287,7 @@ static void portals_case(int scheme)
     static int n_portals = N_WORKERS - 1;
     servers_up(scheme, &n_portals);
     struct client cl = {0};
-    ck_assert_int_eq(px_ctx_create(NULL, &cl.home), 0);
-    running = cl.home;
-    px_session_params p = {.uri = workers[0].uri, .ops = &client_ops, .user = &cl};
-    px_session *s;
-    ck_assert_int_eq(px_session_create(cl.home, &p, &s), 0);
+    px_session *s = client_up(&cl, workers[0].uri);
     px_conn *conns[N_CONNS];
     for (int k = 0; k < N_CONNS; k++)
         ck_assert_int_eq(px_connect(s, cl.home, &conns[k]), 0);
@@ -326,11 +333,7 @@ START_TEST(portal_unbound)
     static int n_portals = 1;
     servers_up(0, &n_portals);
     struct client cl = {0};
-    ck_assert_int_eq(px_ctx_create(NULL, &cl.home), 0);
-    running = cl.home;
-    px_session_params p = {.uri = workers[0].uri, .ops = &client_ops, .user = &cl};
-    px_session *s;
-    ck_assert_int_eq(px_session_create(cl.home, &p, &s), 0);
+    px_session *s = client_up(&cl, workers[0].uri);
     px_conn *c0, *c1;
     ck_assert_int_eq(px_connect(s, cl.home, &c0), 0);
     RUN_UNTIL(cl.home, atomic_load(&cl.conns_up) == 1);
@@ -391,11 +394,8 @@ static void cross_context_case(int scheme, int early)
     struct worker *sv = one_server_up(scheme), *two = &workers[1];
 
     struct client cl = {0};
-    ck_assert_int_eq(px_ctx_create(NULL, &cl.home), 0);
-    running = cl.home;
-    px_session_params p = {.uri = sv->uri, .ops = &client_ops, .user = &cl};
     struct second sc = {.cl = &cl};
-    ck_assert_int_eq(px_session_create(cl.home, &p, &sc.s), 0);
+    sc.s = client_up(&cl, sv->uri);
     ck_assert_int_eq(px_ctx_create(NULL, &two->ctx), 0);
     two->each_pass = second_pass;
     two->arg = &sc;
@@ -451,11 +451,7 @@ START_TEST(two_connects_one_session)
 {
     struct worker *sv = one_server_up(0);
     struct client cl = {0};
-    ck_assert_int_eq(px_ctx_create(NULL, &cl.home), 0);
-    running = cl.home;
-    px_session_params p = {.uri = sv->uri, .ops = &client_ops, .user = &cl};
-    px_session *s;
-    ck_assert_int_eq(px_session_create(cl.home, &p, &s), 0);
+    px_session *s = client_up(&cl, sv->uri);
     px_conn *c[3];
     for (int k = 0; k < 3; k++)
         ck_assert_int_eq(px_connect(s, cl.home, &c[k]), 0);
