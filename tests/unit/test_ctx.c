@@ -844,8 +844,10 @@ static void bg_server_end(void *arg)
 /* 500 round trips with a client context driven by epoll alone; its server
  * either a second context in the same thread and epoll set, or one run by
  * px_ctx_run on another thread (then every reply has to wake the
- * client's sleep on its fd). */
-static void epoll_request_reply(const char *bind_uri, int threaded)
+ * client's sleep on its fd). client_query is appended to the URI the
+ * client connects to: shm's spin_us=0, so that a server thread answering
+ * within the spin window cannot spare the client every sleep. */
+static void epoll_request_reply(const char *bind_uri, int threaded, const char *client_query)
 {
     px_ctx *sctx = NULL, *cctx;
     px_server *srv = NULL;
@@ -866,7 +868,7 @@ static void epoll_request_reply(const char *bind_uri, int threaded)
             pthread_cond_wait(&bg.cond, &bg.lock);
         pthread_mutex_unlock(&bg.lock);
         ck_assert_int_eq(bg.state, 1);
-        snprintf(uri, sizeof(uri), "%s", bg.uri);
+        snprintf(uri, sizeof(uri), "%s%s", bg.uri, client_query);
     } else {
         ck_assert_int_eq(px_ctx_create(NULL, &sctx), 0);
         ck_assert_int_eq(px_server_bind(sctx, bind_uri, &echo_ops, NULL, &srv), 0);
@@ -924,8 +926,8 @@ static void epoll_request_reply(const char *bind_uri, int threaded)
 
 START_TEST(ctx_epoll_drives_tcp)
 {
-    epoll_request_reply("tcp://127.0.0.1:0", 0);
-    epoll_request_reply("tcp://127.0.0.1:0", 1);
+    epoll_request_reply("tcp://127.0.0.1:0", 0, "");
+    epoll_request_reply("tcp://127.0.0.1:0", 1, "");
 }
 END_TEST
 
@@ -934,7 +936,7 @@ START_TEST(ctx_epoll_drives_unix)
     char uri[128];
     for (int threaded = 0; threaded < 2; threaded++) {
         snprintf(uri, sizeof(uri), "unix:///tmp/plexus-ctxfd-%d-%d.sock", (int)getpid(), threaded);
-        epoll_request_reply(uri, threaded);
+        epoll_request_reply(uri, threaded, "");
     }
 }
 END_TEST
@@ -946,7 +948,7 @@ START_TEST(ctx_epoll_drives_shm)
     char uri[128];
     for (int threaded = 0; threaded < 2; threaded++) {
         snprintf(uri, sizeof(uri), "shm://plexus-ctxfd-%d-%d", (int)getpid(), threaded);
-        epoll_request_reply(uri, threaded);
+        epoll_request_reply(uri, threaded, "?spin_us=0");
     }
 }
 END_TEST
