@@ -68,6 +68,7 @@ static int is_control(uint8_t type)
     case PX_FT_FIN:
     case PX_FT_FIN_ACK:
     case PX_FT_KEEPALIVE:
+    case PX_FT_RESET:
         return 1;
     default:
         return 0;

@@ -53,7 +53,9 @@ typedef enum px_frame_type {
     PX_FT_FIN = 8,        /**< no more frames from the sender; no payload */
     PX_FT_FIN_ACK = 9,    /**< the answer to a FIN; no payload */
     PX_FT_KEEPALIVE = 10, /**< the sender is alive; no payload */
-    PX_FT_TYPE_MAX = 10,  /**< the largest type value */
+    PX_FT_RESET = 11,     /**< the sender's connection on this channel of a shared link
+                               ended abruptly: end yours; no payload */
+    PX_FT_TYPE_MAX = 11,  /**< the largest type value */
 } px_frame_type;
 
 #define PX_FF_RECEIPT 0x0001u /**< ONEWAY: the sender wants a RECEIPT */

@@ -8,7 +8,7 @@
 
 static int is_control(uint8_t type)
 {
-    return type >= PX_FT_RECEIPT && type <= PX_FT_KEEPALIVE;
+    return type >= PX_FT_RECEIPT && type <= PX_FT_RESET;
 }
 
 static void check_accepted(const uint8_t *data, const px_frame_hdr *h, const px_frame_limits *lim)

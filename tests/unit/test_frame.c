@@ -190,8 +190,8 @@ END_TEST
 
 START_TEST(control_no_payload)
 {
-    static const uint8_t ctl[] = {PX_FT_RECEIPT, PX_FT_CANCEL, PX_FT_FIN, PX_FT_FIN_ACK,
-                                  PX_FT_KEEPALIVE};
+    static const uint8_t ctl[] = {PX_FT_RECEIPT, PX_FT_CANCEL,    PX_FT_FIN,
+                                  PX_FT_FIN_ACK, PX_FT_KEEPALIVE, PX_FT_RESET};
     px_frame_hdr out;
     for (size_t i = 0; i < sizeof(ctl); i++) {
         px_frame_hdr h = {.version = PX_WIRE_VERSION, .type = ctl[i], .id = 7};
