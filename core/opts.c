@@ -11,6 +11,7 @@
 #define MAX_HDR_SIZE    65535u
 #define MAX_MAX_IOV     1024u
 #define MAX_INLINE      (1u << 20)
+#define MAX_LINGER_MS   3600000u /* an hour */
 
 static void apply_defaults(px_ctx_opts *o)
 {
@@ -57,6 +58,8 @@ void px_ctx_opts_limits(px_ctx_opts *lo, px_ctx_opts *hi)
             .handshake_timeout_ms = 1,
             .request_timeout_ms = 0,
             .max_rx_held_bytes = 1,
+            .share_links = 0,
+            .link_linger_ms = 0,
         };
     if (hi)
         *hi = (px_ctx_opts){
@@ -73,6 +76,8 @@ void px_ctx_opts_limits(px_ctx_opts *lo, px_ctx_opts *hi)
             .handshake_timeout_ms = UINT32_MAX,
             .request_timeout_ms = UINT32_MAX,
             .max_rx_held_bytes = UINT64_MAX,
+            .share_links = 1,
+            .link_linger_ms = MAX_LINGER_MS,
         };
 }
 
@@ -85,7 +90,8 @@ static int check_ranges(const px_ctx_opts *o)
              IN_RANGE(max_msg_size) && IN_RANGE(max_header_size) && IN_RANGE(max_iov) &&
              IN_RANGE(inline_threshold) && IN_RANGE(max_sessions) && IN_RANGE(buf_cache_bytes) &&
              IN_RANGE(keepalive_ms) && IN_RANGE(handshake_timeout_ms) &&
-             IN_RANGE(request_timeout_ms) && IN_RANGE(max_rx_held_bytes);
+             IN_RANGE(request_timeout_ms) && IN_RANGE(max_rx_held_bytes) && IN_RANGE(share_links) &&
+             IN_RANGE(link_linger_ms);
 #undef IN_RANGE
     return ok ? 0 : -PX_EINVAL;
 }

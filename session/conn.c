@@ -168,6 +168,12 @@ static void on_deadline(px_ctimer *t)
     px_conn *c = PX_CONTAINER_OF(t, px_conn, deadline);
     char who[PX_CONN_DESCR];
     conn_describe(c, who, sizeof(who));
+    if (c->leaving) {
+        PX_LOGW("%s: the shared link has held its last frames for %.0f s; ending the link", who,
+                CLOSE_TIMEOUT_S);
+        nexus_abort(c->nx, -PX_ETIMEDOUT);
+        return;
+    }
     if (c->state == CS_CONNECTING || c->state == CS_HANDSHAKE)
         PX_LOGW("%s: handshake not complete after handshake_timeout_ms %u; ending it", who,
                 c->ctx->opts.handshake_timeout_ms);
@@ -212,7 +218,7 @@ static void on_tick(px_ctimer *t)
     double now = ev_now(c->ctx->loop);
     c->ticks++;
     uint64_t rx = c->rx_events + (c->tp ? c->tp->rx_bytes : 0);
-    if (rx != c->rx_seen || c->rx_paused) {
+    if (rx != c->rx_seen || c->rx_paused || (c->nx && c->nx->paused)) {
         c->rx_seen = rx;
         c->heard_at = now;
     }
@@ -374,19 +380,9 @@ void conn_wait_session(px_conn *c, const char *uri)
 void conn_start_connect(px_conn *c, const char *uri)
 {
     px_uri u;
-    const px_transport *ops = NULL;
     int rc = px_uri_parse(uri, &u);
     if (rc == 0)
-        rc = px_transport_lookup(u.scheme, &ops);
-    if (rc == 0)
-        rc = px_ctx_instance(c->ctx, ops, &c->ctp);
-    if (rc == 0) {
-        px_tp_owner owner = {&nexus_upcalls, c};
-        px_tp_conn *tp = NULL;
-        rc = c->ctp->ops->connect(c->ctp->tp, &u, &owner, &tp);
-        if (rc == 0)
-            c->tp = tp;
-    }
+        rc = nexus_connect(c, uri, &u);
     snprintf(c->uri, sizeof(c->uri), "%s", uri);
     c->state = CS_CONNECTING;
     c->heard_at = ev_now(c->ctx->loop);
@@ -463,6 +459,8 @@ int conn_check_out(px_conn *c, const px_msg *m, uint64_t *data_len)
 
 static int send_state_error(const px_conn *c)
 {
+    if (c->leaving)
+        return -PX_ENOTCONN;
     switch (c->state) {
     case CS_CONNECTING:
     case CS_HANDSHAKE:
@@ -565,6 +563,8 @@ static int launch(px_conn *c, px_msg *m)
 void conn_pump(px_conn *c)
 {
     px_list *n;
+    if (c->leaving)
+        return;
     while ((n = px_list_first(&c->pending)) != NULL) {
         px_msg *m = msg_of_link(n);
         msg_priv *mp = msg_priv_of(m);
@@ -820,26 +820,35 @@ static void fail_awaiting(px_conn *c, int reason)
 /* The link is gone (or we abort): close the transport, complete every
  * outstanding message with an error, in order, report, and queue the
  * teardown. Safe from inside transport upcalls. */
+static void stop_timers(px_conn *c)
+{
+    px_ctimer_stop(&c->deadline);
+    px_ctimer_stop(&c->tick);
+    px_ctimer_stop(&c->req_timer);
+    px_ctx_undefer(&c->drain_d);
+}
+
 void conn_die(px_conn *c, int reason)
 {
-    if (c->state == CS_DEAD)
+    if (c->state == CS_DEAD || c->leaving)
         return;
+    px_tp_fifo unfinished = {0};
+    if (c->nx && nexus_leave(c, &unfinished)) {
+        /* Off a link others use, with frames of ours the transport still
+         * holds (they point into us): we end once it is done with them,
+         * or, if it never is, with the whole link. */
+        c->leave_reason = reason;
+        stop_timers(c);
+        deadline_start(c, CLOSE_TIMEOUT_S);
+        return;
+    }
     int graceful = c->graceful;
     c->state = CS_DEAD;
     c->close_reason = reason;
     if (c->client)
         session_conn_died(c);
-    px_ctimer_stop(&c->deadline);
-    px_ctimer_stop(&c->tick);
-    px_ctimer_stop(&c->req_timer);
-    px_ctx_undefer(&c->drain_d);
-    px_tp_fifo unfinished = {0};
-    if (c->tp) {
-        px_tp_conn *tp = c->tp;
-        c->tp = NULL;
-        tp->ops->close(tp, &unfinished); /* nothing of it runs after this */
-    }
-    conn_finish_sends(c, &unfinished); /* what it gave back completes now */
+    stop_timers(c);
+    conn_finish_sends(c, &unfinished); /* what the link gave back completes now */
     px_ctx_undefer(&c->announce_d);
     if (!c->session) {
         log_event(c, "ended before its handshake", reason);

@@ -106,6 +106,38 @@ static inline px_msg *msg_of_link(px_list *n)
     return PX_CONTAINER_OF((void *)PX_CONTAINER_OF(n, msg_priv, link), px_msg, priv);
 }
 
+/* ---- links (the nexus) ------------------------------------------------- */
+
+/* One transport link and the connections that travel on it, each on a
+ * channel of its own (the frame header's `channel`). The transport's
+ * upcalls land on the nexus and are routed to a connection by channel.
+ * Owned by the connections on it: made by the first one (a client's
+ * connect, a server's accept), freed when the link is closed and nobody
+ * is on it, or after link_linger_ms with nobody on it (client), or after
+ * handshake_timeout_ms with nobody on it (server). Context thread only. */
+typedef struct px_nexus {
+    px_ctx *ctx;
+    px_ctx_tp *ctp;
+    px_tp_conn *tp; /* NULL once closed */
+    int client;
+    int connected;      /* client: the transport said connected */
+    int shareable;      /* client: further connections may join (in the layer's list) */
+    int dead;           /* the link is gone: its connections are ending */
+    int paused;         /* connections on it that asked for reads to stop */
+    int warned;         /* server: the too-many-connections warning was logged */
+    uint32_t next_chan; /* client: the channel the next joiner gets */
+    px_list conns;      /* px_conn.nexus_link */
+    unsigned n_conns;
+    unsigned visit;           /* the fan-out walk in progress (px_conn.visit) */
+    unsigned walking;         /* fan-out walks on the stack: it is freed after them */
+    int doomed;               /* nobody on it and closed: free when the walks end */
+    struct px_conn *last;     /* the connection the last frame went to (a cache) */
+    struct px_server *server; /* server side: where it was accepted, NULL after unbind */
+    px_list layer_link;       /* client: the layer's shareable links; server: srv->links */
+    px_ctimer idle;           /* nobody on it: linger (client) or wait for a HELLO (server) */
+    char *uri;                /* shareable: what it was dialled with (the sharing key) */
+} px_nexus;
+
 /* ---- connections ------------------------------------------------------- */
 
 enum conn_state {
@@ -136,8 +168,24 @@ typedef struct px_conn {
     int state;
 
     px_ctx_tp *ctp;
-    px_tp_conn *tp; /* NULL once closed */
+    px_tp_conn *tp; /* the link's transport while on it; NULL once off it */
     char uri[PX_URI_MAX];
+    /* The link it travels on, and its channel there (PX_CHAN_UNBOUND: a
+     * server connection before its first frame). tp_held counts its
+     * frames the transport holds (accepted, not yet done): it may leave
+     * a link others still use only when none are. */
+    px_nexus *nx;
+    px_list nexus_link;
+    uint32_t channel;
+    uint32_t tp_held;
+    int leaving;                /* ending on a shared link, waiting for tp_held to reach 0 */
+    int leave_reason;           /* ... with this reason */
+    int peer_reset;             /* the peer said RESET: it needs none from us */
+    int reset_state;            /* our RESET on a shared link: 0 none, 1 refused (retried on room),
+                                   2 handed to the transport */
+    unsigned visit;             /* the last fan-out walk of its link that reached it */
+    px_tp_fifo link_unfinished; /* its frames a dead link gave back */
+    px_deferred join_d;         /* client: joined a link already connected */
 
     /* Requests and receipt-wanting one-way messages awaiting an answer are
      * found from the wire id = gen << 32 | slot; slots[] has queue_depth
@@ -204,8 +252,8 @@ typedef struct px_conn {
     px_tp_send hs_send; /* the HELLO / HELLO_ACK frame in flight */
     uint8_t hs_buf[PX_HS_BUF];
     px_iov hs_iov;
-    px_tp_send ctl_send[3]; /* FIN, FIN_ACK, KEEPALIVE */
-    int ctl_busy[3];
+    px_tp_send ctl_send[4]; /* FIN, FIN_ACK, KEEPALIVE, RESET */
+    int ctl_busy[4];
 
     /* Liveness (and housekeeping: canceled slots expire on its ticks). */
     px_ctimer tick;
@@ -281,6 +329,8 @@ typedef struct px_server {
     px_list sessions;
     px_list unattached;   /* connections before their HELLO (px_conn.session_link) */
     px_list portal_conns; /* connections that joined a session of another server here */
+    px_list links;        /* its links that are open (px_nexus.layer_link) */
+    uint64_t links_opened;
     unsigned n_sessions;
     px_conn_stats closed; /* the counters of its connections already freed */
     uint64_t conns_opened, conns_closed;
@@ -334,7 +384,27 @@ void conn_expire_canceled(px_conn *c);
 void conn_arm_deadline(px_conn *c, uint64_t deadline_ns);
 
 /* nexus.c: the transport's owner for a connection */
-extern const px_tp_upcalls nexus_upcalls;
+#define PX_CHAN_UNBOUND UINT32_MAX
+/* A client connection's link to c->uri: one of the context's shared links
+ * when sharing is on and one carries no connection of c's session, else
+ * a new one (connect). 0, or the transport's error. */
+int nexus_connect(px_conn *c, const char *uri, const px_uri *u);
+/* A server's accepted link with its first connection c. 0 or error. */
+int nexus_accept(struct px_server *srv, px_tp_conn *tp, px_conn *c);
+/* c leaves its link (it is ending): the link closes when c was its last
+ * user (or lingers, after a graceful close), and what the transport gave
+ * back of c's frames goes into *unfinished. Returns 0; 1 when c must wait
+ * for the transport to finish frames of its first (c->leaving is set and
+ * conn_die runs again when they are done). */
+int nexus_leave(px_conn *c, px_tp_fifo *unfinished);
+/* End the link and every connection on it (as if the transport died). */
+void nexus_abort(px_nexus *nx, int reason);
+/* A connection asks for reads on its link to stop (1) or go on (0). */
+void nexus_pause(px_conn *c, int paused);
+/* Its server is unbound: the link takes no new connections. */
+void nexus_server_gone(px_nexus *nx);
+/* Close the links of a list (px_nexus.layer_link) that nobody is on. */
+void nexus_close_unused(px_list *links);
 void conn_init_sends(px_conn *c);
 /* Every frame this connection sends goes through here (the keepalive
  * counts them; refused ones wait in order). 0 or the transport's error. */
@@ -379,6 +449,10 @@ void session_kick(px_session *s, px_ctx *ctx);
 void server_offer(struct px_server *srv, px_conn *c, const struct px_hello *h);
 void server_join(struct px_server *srv, px_conn *c, uint64_t token);
 void server_session_gone(struct px_server *srv, px_session *s);
+/* A server connection for one of srv's links (before its HELLO), and its
+ * start once it is on the link. */
+px_conn *server_conn_new(struct px_server *srv);
+void server_conn_start(struct px_server *srv, px_conn *c);
 /* The process-wide registry of sessions accepted with portals, which a
  * server of this process on any context may take connections for. */
 void portal_register(px_session *s);

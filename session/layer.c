@@ -32,6 +32,7 @@ static unsigned layer_quiesce(void *priv)
 {
     px_layer *l = priv;
     unsigned n = 0;
+    nexus_close_unused(&l->links); /* lingering shared links */
     for (px_list *sn = l->orphans.next; sn != &l->orphans; sn = sn->next, n++) {
         px_session *s = PX_CONTAINER_OF(sn, px_session, server_link);
         for (px_list *cn = s->conns.next; cn != &s->conns; cn = cn->next) {
@@ -52,6 +53,7 @@ int layer_ensure(px_ctx *ctx)
         return -PX_ENOMEM;
     px_list_init(&l->orphans);
     px_list_init(&l->conns);
+    px_list_init(&l->links);
     ctx->layer_priv = l;
     ctx->layer_fini = layer_fini;
     ctx->layer_quiesce = layer_quiesce;

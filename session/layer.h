@@ -12,6 +12,9 @@ typedef struct px_layer {
     px_list conns;        /* every px_conn of the context (px_conn.layer_link) */
     px_conn_stats closed; /* the counters of its connections already freed */
     uint64_t conns_opened, conns_closed;
+    px_list links;         /* client links others may join (px_nexus.layer_link) */
+    uint64_t links_opened; /* every link the context made or accepted */
+    uint64_t links_open;
 } px_layer;
 
 /* Create the context's layer state if it has none. Returns 0; -PX_ENOMEM. */

@@ -38,13 +38,12 @@ static px_msg_type msg_type_of(uint8_t ft)
 
 static void set_paused(px_conn *c, int paused)
 {
-    if (!c->tp || !c->tp->ops->rx_pause || c->state == CS_DEAD)
+    if (!c->nx || !c->tp || !c->tp->ops->rx_pause || c->state == CS_DEAD || c->rx_paused == paused)
         return;
     if (paused)
         PX_LOGD("holding %llu bytes of received data (max_rx_held_bytes %llu): pausing reads",
                 (unsigned long long)c->rx_held, (unsigned long long)c->ctx->opts.max_rx_held_bytes);
-    c->rx_paused = paused;
-    c->tp->ops->rx_pause(c->tp, paused);
+    nexus_pause(c, paused); /* reads stop on the link, for every connection on it */
 }
 
 static px_buf *held_get(px_conn *c, size_t len)

@@ -12,28 +12,40 @@
 #include "session/internal.h"
 #include "session/layer.h"
 
-static void on_new_conn(void *self, px_tp_conn *tp)
+px_conn *server_conn_new(px_server *srv)
 {
-    px_server *srv = self;
     px_conn *c;
-    srv->ctx->activity++;
-    if (conn_create(NULL, srv->ctx, 0, &c) < 0) {
-        tp->ops->reject(tp, -PX_ENOMEM);
-        return;
-    }
-    px_tp_owner owner = {&nexus_upcalls, c};
-    if (tp->ops->accept(tp, &owner) < 0) {
-        tp->ops->reject(tp, -PX_ECONNABORTED);
-        conn_free_unused(c);
-        return;
-    }
-    c->tp = tp;
-    c->ctp = srv->ctp;
+    if (conn_create(NULL, srv->ctx, 0, &c) < 0)
+        return NULL;
     c->server = srv;
     srv->conns_opened++;
     snprintf(c->uri, sizeof(c->uri), "%s", srv->uri); /* a server conn names its server */
+    return c;
+}
+
+void server_conn_start(px_server *srv, px_conn *c)
+{
     conn_accepted(c);
     px_list_push_back(&srv->unattached, &c->session_link);
+}
+
+static void on_new_conn(void *self, px_tp_conn *tp)
+{
+    px_server *srv = self;
+    srv->ctx->activity++;
+    px_conn *c = server_conn_new(srv);
+    if (!c) {
+        tp->ops->reject(tp, -PX_ENOMEM);
+        return;
+    }
+    int rc = nexus_accept(srv, tp, c);
+    if (rc < 0) {
+        tp->ops->reject(tp, rc);
+        srv->conns_opened--;
+        conn_free_unused(c);
+        return;
+    }
+    server_conn_start(srv, c);
 }
 
 int px_server_bind(px_ctx *ctx, const char *uri, const px_session_ops *ops, void *user,
@@ -59,6 +71,7 @@ int px_server_bind(px_ctx *ctx, const char *uri, const px_session_ops *ops, void
     px_list_init(&srv->sessions);
     px_list_init(&srv->unattached);
     px_list_init(&srv->portal_conns);
+    px_list_init(&srv->links);
     const px_transport *tops = NULL;
     rc = px_transport_lookup(u.scheme, &tops);
     if (rc == 0)
@@ -143,6 +156,9 @@ static int server_close(px_server *srv, int abrupt)
         layer_adopt_orphan(srv->ctx, s);
         end_session(s, abrupt);
     }
+    /* Its links take no new connections; unused ones close now. */
+    while ((n = px_list_first(&srv->links)) != NULL)
+        nexus_server_gone(PX_CONTAINER_OF(n, px_nexus, layer_link));
     px_ctx_unref(srv->ctx);
     free(srv);
     return 0;

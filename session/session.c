@@ -293,10 +293,16 @@ static void redirect(px_conn *c, const char *uri, size_t len)
     session_event(c->session, PX_EV_SESSION_REDIRECTED, NULL, -PX_EREDIRECTED, target, len);
     if (c->state == CS_DEAD)
         return;
-    px_tp_conn *tp = c->tp;
+    if (c->nx->n_conns > 1 && c->tp_held) {
+        /* Frames of ours (the HELLO among them, which the new address
+         * needs) are still the shared link's: go no further. */
+        conn_die(c, -PX_EREDIRECTED);
+        return;
+    }
     px_tp_fifo unfinished = {0};
-    c->tp = NULL;
-    tp->ops->close(tp, &unfinished);
+    c->peer_reset = 1; /* the server ends its side of this channel itself */
+    nexus_leave(c, &unfinished);
+    c->peer_reset = 0;
     /* Our HELLO arrived (this is its answer), even where the transport had
      * not yet said so: it is not a failure of the connection, which goes
      * on at the new address with the same handshake buffer. */

@@ -110,6 +110,8 @@ int px_ctx_get_conn_stats(px_ctx *ctx, px_stats_sum *out)
     sum_closed(out, &l->closed, l->conns_opened, l->conns_closed);
     for (px_list *n = l->conns.next; n != &l->conns; n = n->next)
         add_open(out, PX_CONTAINER_OF(n, px_conn, layer_link));
+    out->links_open = l->links_open;
+    out->links_opened = l->links_opened;
     return 0;
 }
 
@@ -147,6 +149,9 @@ int px_server_get_stats(const px_server *srv, px_stats_sum *out)
         return -PX_EINVAL;
     sum_closed(out, &srv->closed, srv->conns_opened, srv->conns_closed);
     each_server_conn(srv, add_open_fn, out);
+    for (const px_list *n = srv->links.next; n != &srv->links; n = n->next)
+        out->links_open++;
+    out->links_opened = srv->links_opened;
     return 0;
 }
 

@@ -139,6 +139,20 @@ typedef struct px_ctx_opts {
      * is always admitted when less than this is held, so the bound is this
      * plus one max_msg_size. Default 64 MiB. */
     uint64_t max_rx_held_bytes;
+    /** 1: connections of different sessions on this context to the same
+     * URI share one transport link (a nexus), each on a channel of its
+     * own; 0 (default): every connection has a link of its own. Server
+     * sides take shared links whatever this says. A connection on a shared
+     * link that ends alone (px_conn_disconnect, a protocol error, a
+     * rejected handshake) leaves the others running; the link's death ends
+     * every connection on it, each with its own exactly-once completions.
+     * Two connections of one session never share a link. */
+    uint32_t share_links;
+    /** With share_links: keep a link this many milliseconds after its last
+     * connection closed gracefully, for the next px_connect to the same URI
+     * to reuse. Default 0: close it at once. A server closes an unused link
+     * after its handshake_timeout_ms, which bounds what this buys. */
+    uint32_t link_linger_ms;
 } px_ctx_opts;
 
 /** px_ctx_opts.keepalive_ms: this side checks no liveness. */

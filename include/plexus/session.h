@@ -268,6 +268,14 @@ PX_API int px_session_create(px_ctx *ctx, const px_session_params *params, px_se
  * threads at once. A context whose connections belong to another
  * context's session is busy (px_ctx_destroy: -PX_EBUSY) until they are
  * torn down; keep running it until then.
+ *
+ * With px_ctx_opts.share_links on `ctx`, the connection travels on a link
+ * `ctx` already has to the same URI, if one carries no connection of `s`
+ * (a channel of that link is its own); else it dials a link of its own.
+ * A connection on a shared link behaves as on a link of its own: its
+ * messages, events, close and px_conn_disconnect are its own, and the
+ * others on the link go on. Only the link's death (the peer gone, a
+ * transport error) ends them all, each with its own completions.
  * @param s   a client session
  * @param ctx the context (and thread) to drive the connection; the caller's
  * @param out the new connection
@@ -416,6 +424,9 @@ typedef struct px_stats_sum {
     uint64_t conns_open;   /**< now */
     uint64_t conns_opened; /**< since the context, or the server, was made */
     uint64_t conns_closed; /**< freed (after their CONN_TEARDOWN) */
+    uint64_t links_open;   /**< transport links open now (fewer than conns_open where
+                                connections share links: px_ctx_opts.share_links) */
+    uint64_t links_opened; /**< transport links made or accepted */
 } px_stats_sum;
 
 /** Every connection of the context, client and server side. Context thread

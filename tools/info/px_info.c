@@ -310,6 +310,8 @@ static const field fields[] = {
     F(handshake_timeout_ms, "ms", "connect + HELLO + on_new_session"),
     F(request_timeout_ms, "ms", "0: no timeout"),
     F(max_rx_held_bytes, "bytes", "received data held per connection"),
+    F(share_links, "0/1", "1: sessions to one URI share a link"),
+    F(link_linger_ms, "ms", "a shared link kept after its last user"),
 };
 
 static uint64_t field_get(const px_ctx_opts *o, const field *f)
