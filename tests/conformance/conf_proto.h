@@ -58,6 +58,7 @@ struct conf_stats {
     uint64_t aborted;    /* receives into such a buffer cut short (on_msg_error PX_DIR_IN) */
     uint64_t canceled;   /* on_msg_canceled: requests the client gave up */
     uint64_t alt_conns;  /* connections open on the second server (portal joins included) */
+    uint64_t links;      /* transport links open on the server (shared ones count once) */
 };
 
 /* One-way SEQ messages of the asking session, as the server saw them. */

@@ -307,9 +307,11 @@ static void gather_release(struct sess *ss)
 static void stats_snapshot(struct srv *g, struct conf_stats *out)
 {
     *out = g->st;
-    px_stats_sum alt;
+    px_stats_sum alt, main;
     if (px_server_get_stats(g->alt, &alt) == 0)
         out->alt_conns = alt.conns_open;
+    if (px_server_get_stats(g->server, &main) == 0)
+        out->links = main.links_open;
 }
 
 static void handle_request(struct sess *ss, px_conn *c, px_msg *m)

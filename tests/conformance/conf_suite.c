@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <plexus/frame.h> /* frame types, for the raw peer */
 #include <plexus/plexus.h>
 
 #include "conf_proto.h"
@@ -449,6 +450,7 @@ struct client {
     uint64_t n_req_err;                         /* n_err of requests only */
     uint64_t ok_at_closed, req_err_at_disc;
     int n_conns; /* connections of the session beyond c (0: c alone); each gets its CONN_ events */
+    int own_ctx; /* client_close destroys ctx */
     /* Called after a message completed and its state was set; for a
      * response it must release it. NULL: verify an echo and release. */
     void (*done)(struct client *cl, struct tmsg *t);
@@ -662,10 +664,21 @@ static void run_for(struct client *cl, int ms)
         px_ctx_run_timeout(cl->ctx, 10);
 }
 
+/* A session of cl on ctx, which cl does not own (client_close leaves it). */
+static void client_open_on(struct client *cl, px_ctx *ctx, const char *uri, const char *priv);
+
 static void client_open(struct client *cl, const char *uri, const px_ctx_opts *o, const char *priv)
 {
+    px_ctx *ctx;
+    ck_assert_int_eq(px_ctx_create(o, &ctx), 0);
+    client_open_on(cl, ctx, uri, priv);
+    cl->own_ctx = 1;
+}
+
+static void client_open_on(struct client *cl, px_ctx *ctx, const char *uri, const char *priv)
+{
     memset(cl, 0, sizeof(*cl));
-    ck_assert_int_eq(px_ctx_create(o, &cl->ctx), 0);
+    cl->ctx = ctx;
     px_session_params p = {.uri = uri,
                            .ops = &client_ops,
                            .user = cl,
@@ -701,6 +714,8 @@ static void client_close(struct client *cl)
         ck_assert_msg(rc == 0 || rc == -PX_EALREADY, "px_session_close: %s", px_strerror(rc));
     }
     RUN_UNTIL(cl, cl->ev[PX_EV_SESSION_TEARDOWN], 10000);
+    if (!cl->own_ctx)
+        return;
     rc = px_ctx_destroy(cl->ctx);
     ck_assert_msg(rc == 0, "px_ctx_destroy after SESSION_TEARDOWN: %s", px_strerror(rc));
 }
@@ -1590,6 +1605,45 @@ START_TEST(bad_frames)
 }
 END_TEST
 
+/* A raw peer's channels on one link: a second HELLO on another channel
+ * is a second connection, a frame for a channel nobody has is dropped, a
+ * RESET ends that channel's connection alone, and a protocol error on the
+ * last one closes the link. */
+START_TEST(shared_link_raw)
+{
+    struct server sv;
+    server_start(&sv);
+    struct client *cl = client_new(sv.uri, NULL);
+    struct conf_stats st;
+    uint8_t f[32];
+    raw_link *l = dial(sv.uri);
+    ck_assert_int_eq(raw_hello_on(l, 0, MIB, 4096), 0);
+    ck_assert_msg(raw_hello_on(l, 7, MIB, 4096) == 0, "no HELLO_ACK on channel 7");
+    get_stats(cl, &st);
+    ck_assert_msg(st.conns == 3 && st.links == 2, "conns %llu links %llu (want 3 on 2 links)",
+                  (unsigned long long)st.conns, (unsigned long long)st.links);
+    raw_frame_hdr(f, 1, PX_FT_KEEPALIVE, 0, 0, 0, 0);
+    raw_frame_channel(f, 99);
+    ck_assert_int_eq(raw_send(l, f, 32), 0);
+    raw_frame_hdr(f, 1, PX_FT_RESET, 0, 0, 0, 0);
+    raw_frame_channel(f, 7);
+    ck_assert_int_eq(raw_send(l, f, 32), 0);
+    STATS_UNTIL(cl, st, st.conns == 2, 5000, "RESET on channel 7: still %llu connections",
+                (unsigned long long)st.conns);
+    ck_assert_uint_eq(st.links, 2);
+    ck_assert_uint_eq(st.sessions, 2);
+    raw_frame_hdr(f, 1, PX_FT_RESPONSE, 0, 0, 12345, 0);
+    ck_assert_int_eq(raw_send(l, f, 32), 0);
+    expect_closed(l, "RESPONSE to no request, on the link's last channel");
+    STATS_UNTIL(cl, st, st.conns == 1 && st.links == 1, 5000, "conns %llu links %llu",
+                (unsigned long long)st.conns, (unsigned long long)st.links);
+    echo_once(cl, 1, 100);
+    ck_assert_uint_eq(st.anomalies, 0);
+    client_free(cl);
+    server_stop(&sv);
+}
+END_TEST
+
 /* ---- private_data_limits */
 
 START_TEST(private_data_limits)
@@ -1778,6 +1832,204 @@ START_TEST(cross_context_session)
     client_close(&cl);
     ck_assert_int_eq(cl.ev[PX_EV_CONN_CLOSED], 2);
     server_stop(&sv);
+}
+END_TEST
+
+/* ---- shared links: sessions of one context to one URI share a link */
+
+enum { SHARED = 3 };
+
+static void shared_open(px_ctx **ctx, struct client *cl, const char *uri)
+{
+    px_ctx_opts o = {.share_links = 1};
+    ck_assert_int_eq(px_ctx_create(&o, ctx), 0);
+    for (int i = 0; i < SHARED; i++)
+        client_open_on(&cl[i], *ctx, uri, "conformance");
+    for (int i = 0; i < SHARED; i++)
+        client_wait_up(&cl[i]);
+}
+
+static void ctx_links(px_ctx *ctx, uint64_t *links, uint64_t *conns)
+{
+    px_stats_sum sum;
+    ck_assert_int_eq(px_ctx_get_conn_stats(ctx, &sum), 0);
+    *links = sum.links_open;
+    *conns = sum.conns_open;
+}
+
+START_TEST(shared_links)
+{
+    enum { N = 40 };
+    struct server sv;
+    struct client cl[SHARED];
+    px_ctx *ctx;
+    server_start(&sv);
+    shared_open(&ctx, cl, sv.uri);
+    uint64_t links, conns;
+    ctx_links(ctx, &links, &conns);
+    ck_assert_msg(links == 1 && conns == SHARED, "%d sessions to one URI: %llu links, %llu conns",
+                  SHARED, (unsigned long long)links, (unsigned long long)conns);
+    struct conf_stats st;
+    get_stats(&cl[0], &st);
+    ck_assert_uint_eq(st.sessions, SHARED);
+    ck_assert_uint_eq(st.conns, SHARED);
+    ck_assert_uint_eq(st.links, 1);
+
+    /* Requests of every session at once, small and large, interleaved on
+     * the link: each answer reaches its own session (check_echo). */
+    struct tmsg *t = tmsgs_new(SHARED * N);
+    cl[0].n_ok = 0; /* get_stats's answer */
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < SHARED; k++) {
+            tmsg_prep(&t[k * N + i], CONF_ECHO, k * N + i, i % 7 ? 100 + i : 200000, 1, 0);
+            send_req_ok(&cl[k], &t[k * N + i]);
+        }
+    uint64_t dl = now_ms() + 30000;
+    while (cl[0].n_ok + cl[1].n_ok + cl[2].n_ok < SHARED * N && now_ms() < dl)
+        run_for(&cl[0], 10);
+    ck_assert_msg(cl[0].n_ok + cl[1].n_ok + cl[2].n_ok == SHARED * N,
+                  "answers %llu %llu %llu of %d each; errors %llu %llu %llu",
+                  (unsigned long long)cl[0].n_ok, (unsigned long long)cl[1].n_ok,
+                  (unsigned long long)cl[2].n_ok, N, (unsigned long long)cl[0].n_err,
+                  (unsigned long long)cl[1].n_err, (unsigned long long)cl[2].n_err);
+    for (int k = 0; k < SHARED; k++)
+        ck_assert_uint_eq(cl[k].n_ok, N);
+
+    /* One connection aborted alone, with requests held by the server: its
+     * messages fail once, the others go on, the server's side of it ends. */
+    for (int i = 0; i < 4; i++) {
+        tmsg_prep(&t[i], CONF_HOLD, 1000 + i, 64, 1, 0);
+        send_req_ok(&cl[0], &t[i]);
+    }
+    wait_server_held(&cl[1], 4);
+    ck_assert_int_eq(px_conn_disconnect(cl[0].c), 0);
+    RUN_UNTIL(&cl[0], cl[0].ev[PX_EV_CONN_TEARDOWN], 5000);
+    ck_assert_int_eq(cl[0].ev[PX_EV_CONN_DISCONNECTED], 1);
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(t[i].state == T_ERR && t[i].err == -PX_EFLUSHED, "held request %d: %s", i,
+                      px_errname(t[i].err));
+    STATS_UNTIL(&cl[1], st, st.conns == SHARED - 1, 5000,
+                "the server still has %llu connections after one of %d ended on a shared link",
+                (unsigned long long)st.conns, SHARED);
+    ck_assert_uint_eq(st.links, 1);
+    echo_once(&cl[1], 2000, 1000);
+    echo_once(&cl[2], 2001, 300000);
+    ck_assert_int_eq(cl[1].ev[PX_EV_CONN_DISCONNECTED] + cl[2].ev[PX_EV_CONN_DISCONNECTED], 0);
+    client_close(&cl[0]);
+
+    /* A second connection of a session gets a link of its own. */
+    px_conn *c2;
+    cl[1].n_conns = 1;
+    ck_assert_int_eq(px_connect(cl[1].s, ctx, &c2), 0);
+    RUN_UNTIL(&cl[1], cl[1].ev[PX_EV_CONN_ESTABLISHED] == 2, 10000);
+    ctx_links(ctx, &links, &conns);
+    ck_assert_msg(links == 2 && conns == 3, "links %llu, conns %llu", (unsigned long long)links,
+                  (unsigned long long)conns);
+
+    /* Graceful closes; the link goes with its last user. */
+    client_close(&cl[1]);
+    echo_once(&cl[2], 2002, 1000);
+    client_close(&cl[2]);
+    ctx_links(ctx, &links, &conns);
+    ck_assert_msg(links == 0 && conns == 0, "after every session: links %llu, conns %llu",
+                  (unsigned long long)links, (unsigned long long)conns);
+    ck_assert_int_eq(px_ctx_destroy(ctx), 0);
+    tmsgs_free(t, SHARED * N);
+    server_stop(&sv);
+}
+END_TEST
+
+/* link_linger_ms: a link outlives its last user for the next session to
+ * take, closes once the time is up, and px_ctx_destroy closes one that
+ * still lingers. */
+START_TEST(shared_link_linger)
+{
+    struct server sv;
+    struct client a, b;
+    px_ctx *ctx;
+    uint64_t links, conns;
+    px_stats_sum sum;
+    server_start(&sv);
+    px_ctx_opts o = {.share_links = 1, .link_linger_ms = 300};
+    ck_assert_int_eq(px_ctx_create(&o, &ctx), 0);
+    client_open_on(&a, ctx, sv.uri, "conformance");
+    client_wait_up(&a);
+    echo_once(&a, 1, 1000);
+    client_close(&a);
+    ctx_links(ctx, &links, &conns);
+    ck_assert_msg(links == 1 && conns == 0, "lingering: links %llu, conns %llu",
+                  (unsigned long long)links, (unsigned long long)conns);
+    client_open_on(&b, ctx, sv.uri, "conformance");
+    client_wait_up(&b);
+    echo_once(&b, 2, 1000);
+    ck_assert_int_eq(px_ctx_get_conn_stats(ctx, &sum), 0);
+    ck_assert_msg(sum.links_opened == 1, "the second session made a link of its own (%llu made)",
+                  (unsigned long long)sum.links_opened);
+    client_close(&b);
+    RUN_UNTIL(&b, (ctx_links(ctx, &links, &conns), links == 0), 5000); /* the linger runs out */
+    /* Once more, and destroy the context while it lingers. */
+    client_open_on(&a, ctx, sv.uri, "conformance");
+    client_wait_up(&a);
+    client_close(&a);
+    ck_assert_int_eq(px_ctx_get_conn_stats(ctx, &sum), 0);
+    ck_assert_uint_eq(sum.links_open, 1);
+    ck_assert_uint_eq(sum.links_opened, 2);
+    ck_assert_int_eq(px_ctx_destroy(ctx), 0);
+    server_stop(&sv);
+}
+END_TEST
+
+/* The shared link dies with work in flight on every session: each
+ * connection ends once, each message once. */
+START_TEST(shared_link_death)
+{
+    enum { HELD = 100, ONEWAY = 50, PER = HELD + ONEWAY };
+    struct server sv;
+    struct client cl[SHARED];
+    px_ctx *ctx;
+    server_start(&sv);
+    shared_open(&ctx, cl, sv.uri);
+    struct tmsg *t = tmsgs_new(SHARED * PER);
+    for (int k = 0; k < SHARED; k++)
+        for (int i = 0; i < HELD; i++) {
+            tmsg_prep(&t[k * PER + i], CONF_HOLD, i, i % 9 ? 64 : 50000, 1, 0);
+            send_req_ok(&cl[k], &t[k * PER + i]);
+        }
+    wait_server_held(&cl[0], SHARED * HELD);
+    for (int k = 0; k < SHARED; k++)
+        for (int i = HELD; i < PER; i++) {
+            tmsg_prep(&t[k * PER + i], CONF_SEQ, i, 5000, 1, 0);
+            ck_assert_int_eq(send_oneway(&cl[k], &t[k * PER + i], i % 2 ? PX_MSG_RECEIPT : 0), 0);
+        }
+    uint64_t ok0[SHARED]; /* the queries' answers (wait_server_held) */
+    for (int k = 0; k < SHARED; k++)
+        ok0[k] = cl[k].n_ok;
+    run_for(&cl[0], 2);
+    server_kill(&sv);
+    RUN_UNTIL(&cl[0],
+              cl[0].ev[PX_EV_CONN_TEARDOWN] && cl[1].ev[PX_EV_CONN_TEARDOWN] &&
+                  cl[2].ev[PX_EV_CONN_TEARDOWN],
+              10000);
+    run_for(&cl[0], 200);
+    for (int k = 0; k < SHARED; k++) {
+        ck_assert_int_eq(cl[k].ev[PX_EV_CONN_DISCONNECTED], 1);
+        ck_assert_msg(cl[k].req_err_at_disc == HELD,
+                      "session %d: %llu of %d held requests had failed at CONN_DISCONNECTED", k,
+                      (unsigned long long)cl[k].req_err_at_disc, HELD);
+        ck_assert_uint_eq(cl[k].n_ok, ok0[k]);
+        for (int i = 0; i < PER; i++) {
+            struct tmsg *m = &t[k * PER + i];
+            if (i < HELD)
+                ck_assert_msg(m->state == T_ERR, "session %d request %d: state %d", k, i, m->state);
+            else
+                ck_assert_msg(m->state == T_OK || m->state == T_ERR,
+                              "session %d one-way %d never ended", k, i);
+        }
+    }
+    for (int k = 0; k < SHARED; k++)
+        client_close(&cl[k]);
+    ck_assert_int_eq(px_ctx_destroy(ctx), 0);
+    tmsgs_free(t, SHARED * PER);
 }
 END_TEST
 
@@ -2665,6 +2917,10 @@ int main(int argc, char **argv)
     add_case(s, "redirect", redirect, 30);
     add_case(s, "portals", portals, 30);
     add_case(s, "cross_context_session", cross_context_session, 30);
+    add_case(s, "shared_links", shared_links, 60);
+    add_case(s, "shared_link_linger", shared_link_linger, 30);
+    add_case_needing(s, "shared_link_death", shared_link_death, 60, N_PROCESS);
+    add_case_needing(s, "shared_link_raw", shared_link_raw, 30, N_WIRE);
     add_case(s, "echo_100k", echo_100k, 180);
     add_case(s, "fifo_order", fifo_order, 120);
     add_case(s, "inflight_1000", inflight_1000, 60);

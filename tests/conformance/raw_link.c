@@ -252,7 +252,24 @@ int raw_send_record(raw_link *l, int kind, const void *bytes, size_t len)
     return l->shm ? shm_send(l, kind, bytes, len) : -1;
 }
 
+void raw_frame_channel(uint8_t hdr[32], uint32_t channel)
+{
+    for (int i = 0; i < 4; i++)
+        hdr[8 + i] = (uint8_t)(channel >> (8 * i));
+}
+
+static uint32_t frame_channel(const uint8_t hdr[32])
+{
+    return (uint32_t)hdr[8] | (uint32_t)hdr[9] << 8 | (uint32_t)hdr[10] << 16 |
+           (uint32_t)hdr[11] << 24;
+}
+
 int raw_hello(raw_link *l, uint64_t max_msg, uint32_t max_hdr)
+{
+    return raw_hello_on(l, 0, max_msg, max_hdr);
+}
+
+int raw_hello_on(raw_link *l, uint32_t channel, uint64_t max_msg, uint32_t max_hdr)
 {
     uint8_t f[32 + 2048];
     static const char uri[] = "raw://conformance";
@@ -269,10 +286,11 @@ int raw_hello(raw_link *l, uint64_t max_msg, uint32_t max_hdr)
     if (n < 0)
         return -1;
     raw_frame_hdr(f, 1, PX_FT_HELLO, 0, (uint32_t)n, 0, 0);
+    raw_frame_channel(f, channel);
     if (raw_send(l, f, 32 + (size_t)n) < 0)
         return -1;
     long got = raw_recv(l, f, sizeof(f), 5000);
-    if (got < 32 || f[3] != PX_FT_HELLO_ACK)
+    if (got < 32 || f[3] != PX_FT_HELLO_ACK || frame_channel(f) != channel)
         return -1;
     px_hello_ack a;
     if (px_hello_ack_decode(f + 32, (size_t)got - 32, &a) != 0 || a.status != PX_HS_ACCEPT)

@@ -47,6 +47,9 @@ int raw_send_bad_rdv(raw_link *l, const void *frame, size_t hdr_len);
  * read the HELLO_ACK. Returns 0 when accepted (its limits in *depth etc.
  * when not NULL), -1 otherwise. */
 int raw_hello(raw_link *l, uint64_t max_msg, uint32_t max_hdr);
+/* The same on a channel of the link (a further connection on a shared
+ * link); the HELLO_ACK must come on that channel. */
+int raw_hello_on(raw_link *l, uint32_t channel, uint64_t max_msg, uint32_t max_hdr);
 
 /* A listener at `uri` (its real URI into bound). Never accepting, it is a
  * server that never answers (shm: never replies to the rendezvous). */
@@ -60,5 +63,7 @@ void raw_listen_close(int fd);
 /* A 32-byte frame header (include/plexus/transport.h), little-endian. */
 void raw_frame_hdr(uint8_t out[32], int version, int type, uint16_t hdr_len, uint32_t data_len,
                    uint64_t id, uint32_t aux);
+/* Set a header's channel (raw_frame_hdr leaves it 0). */
+void raw_frame_channel(uint8_t hdr[32], uint32_t channel);
 
 #endif
