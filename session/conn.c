@@ -563,8 +563,8 @@ static int launch(px_conn *c, px_msg *m)
 void conn_pump(px_conn *c)
 {
     px_list *n;
-    if (c->leaving)
-        return;
+    /* A connection leaving a shared link (c->leaving) sends nothing more:
+     * conn_tp_send refuses, and what is launched fails at once. */
     while ((n = px_list_first(&c->pending)) != NULL) {
         px_msg *m = msg_of_link(n);
         msg_priv *mp = msg_priv_of(m);
@@ -933,6 +933,7 @@ void conn_send_ctl(px_conn *c, int type)
     memset(s, 0, sizeof(*s));
     s->hdr.version = PX_WIRE_VERSION;
     s->hdr.type = (uint8_t)type;
+    s->cookie = conn_ctl_cookie(c);
     c->ctl_busy[i] = 1;
     if (conn_tp_send(c, s) < 0) {
         c->ctl_busy[i] = 0;
@@ -947,6 +948,7 @@ int conn_send_hs(px_conn *c, int type, size_t len)
     s->hdr.version = PX_WIRE_VERSION;
     s->hdr.type = (uint8_t)type;
     s->hdr.data_len = (uint32_t)len;
+    s->cookie = conn_ctl_cookie(c);
     c->hs_iov.base = c->hs_buf;
     c->hs_iov.len = len;
     s->data = &c->hs_iov;

@@ -383,6 +383,14 @@ void conn_give_up(px_conn *c, px_msg *m, int reason);
 void conn_expire_canceled(px_conn *c);
 void conn_arm_deadline(px_conn *c, uint64_t deadline_ns);
 
+/* A control frame's send cookie: its connection, tagged (a task's is the
+ * task, untagged). Set by whoever fills the send. */
+#define PX_CONN_COOKIE_TAG 1u
+static inline void *conn_ctl_cookie(px_conn *c)
+{
+    return (void *)((uintptr_t)c | PX_CONN_COOKIE_TAG);
+}
+
 /* nexus.c: the transport's owner for a connection */
 #define PX_CHAN_UNBOUND UINT32_MAX
 /* A client connection's link to c->uri: one of the context's shared links

@@ -29,20 +29,13 @@ static const px_tp_upcalls nexus_upcalls;
 
 /* ---- which connection a send or a frame is for ---------------------------- */
 
-/* Control frames carry their connection, tagged, as cookie; the others
- * their task, which knows its connection. */
-#define CONN_TAG 1u
-
-static void *conn_send_cookie(px_conn *c)
-{
-    return (void *)((uintptr_t)c | CONN_TAG);
-}
-
+/* Control frames carry their connection, tagged, as cookie
+ * (conn_ctl_cookie); the others their task, which knows its connection. */
 static px_conn *conn_of_send(const px_tp_send *s)
 {
     uintptr_t v = (uintptr_t)s->cookie;
-    if (v & CONN_TAG)
-        return (px_conn *)(v & ~(uintptr_t)CONN_TAG);
+    if (v & PX_CONN_COOKIE_TAG)
+        return (px_conn *)(v & ~(uintptr_t)PX_CONN_COOKIE_TAG);
     return ((px_task *)s->cookie)->conn;
 }
 
@@ -52,11 +45,9 @@ static px_conn *new_server_conn(px_nexus *nx, uint32_t channel);
  * the channel of the first frame; a HELLO on a channel nobody has is a
  * new connection (server side). NULL: nobody (a straggler of a connection
  * that has left, dropped). */
-static px_conn *route(px_nexus *nx, const px_frame_hdr *h)
+__attribute__((noinline)) static px_conn *route_walk(px_nexus *nx, const px_frame_hdr *h)
 {
-    px_conn *c = nx->last;
-    if (c && c->channel == h->channel)
-        return c;
+    px_conn *c;
     for (px_list *n = nx->conns.next; n != &nx->conns; n = n->next) {
         c = PX_CONTAINER_OF(n, px_conn, nexus_link);
         if (c->channel == h->channel || c->channel == PX_CHAN_UNBOUND) {
@@ -67,6 +58,16 @@ static px_conn *route(px_nexus *nx, const px_frame_hdr *h)
     if (!nx->client && h->type == PX_FT_HELLO && !nx->dead)
         return nx->last = new_server_conn(nx, h->channel);
     return NULL;
+}
+
+/* The message path: the connection the last frame went to (the walk, out
+ * of line, only when the link's channels take turns). */
+static inline px_conn *route(px_nexus *nx, const px_frame_hdr *h)
+{
+    px_conn *c = nx->last;
+    if (__builtin_expect(c && c->channel == h->channel, 1))
+        return c;
+    return route_walk(nx, h);
 }
 
 /* ---- the link's life ------------------------------------------------------- */
@@ -306,7 +307,7 @@ static void send_reset(px_conn *c)
     s->hdr.version = PX_WIRE_VERSION;
     s->hdr.type = PX_FT_RESET;
     s->hdr.channel = c->channel;
-    s->cookie = conn_send_cookie(c);
+    s->cookie = conn_ctl_cookie(c);
     int rc = c->tp->ops->send(c->tp, s);
     c->reset_state = rc == -PX_EAGAIN ? 1 : 2;
     if (rc == PX_TP_QUEUED) {
@@ -465,9 +466,7 @@ int conn_tp_send(px_conn *c, px_tp_send *s)
         return -PX_ENOTCONN;
     c->tx_frames++;
     s->hdr.channel = c->channel;
-    if (!s->cookie)
-        s->cookie = conn_send_cookie(c); /* a control frame: no task */
-    if (c->blocked.head)                 /* behind the frames already waiting */
+    if (c->blocked.head) /* behind the frames already waiting */
         return hold(c, s);
     int rc = transport_send(c, s);
     return rc == -PX_EAGAIN ? hold(c, s) : rc;
@@ -572,11 +571,10 @@ static int on_rx_assign(void *self, px_tp_rx *rx)
     return rx_assign(c, rx);
 }
 
-static void on_frame(void *self, px_tp_rx *rx)
+/* A frame off the message path: for nobody, for a connection leaving or
+ * dead, or a RESET. */
+__attribute__((noinline)) static void frame_aside(px_conn *c, px_tp_rx *rx)
 {
-    px_nexus *nx = self;
-    px_conn *c = route(nx, &rx->hdr);
-    nx->ctx->activity++;
     if (!c) {
         PX_LOGD("a frame (type %u) for channel %u, which nobody has: dropped",
                 (unsigned)rx->hdr.type, (unsigned)rx->hdr.channel);
@@ -587,11 +585,21 @@ static void on_frame(void *self, px_tp_rx *rx)
     c->rx_events++;
     if (c->state == CS_DEAD)
         return;
-    if (rx->hdr.type == PX_FT_RESET) {
-        c->peer_reset = 1;
-        conn_die(c, -PX_ECONNRESET);
+    c->peer_reset = 1; /* a RESET */
+    conn_die(c, -PX_ECONNRESET);
+}
+
+static void on_frame(void *self, px_tp_rx *rx)
+{
+    px_nexus *nx = self;
+    px_conn *c = route(nx, &rx->hdr);
+    nx->ctx->activity++;
+    if (__builtin_expect(!c || c->leaving || c->state == CS_DEAD || rx->hdr.type == PX_FT_RESET,
+                         0)) {
+        frame_aside(c, rx);
         return;
     }
+    c->rx_events++;
     conn_rx_frame(c, rx);
 }
 
@@ -602,8 +610,9 @@ static void on_send_done(void *self, px_tp_send *s, int status)
     nx->ctx->activity++;
     c->tp_held--;
     s->status = status;
-    send_complete(c, s);
-    leave_if_done(c);
+    send_complete(c, s); /* c is freed only from the loop, never inside this */
+    if (__builtin_expect(c->leaving, 0))
+        leave_if_done(c);
 }
 
 static void conn_room_fn(px_conn *c, int arg)
