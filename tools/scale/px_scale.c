@@ -1,9 +1,11 @@
 /* px-scale — many idle connections on one server, and what each costs.
  *
- *   px-scale local URI [--conns N] [--json]
+ *   px-scale local URI [--conns N] [--share] [--json]
  *
  * Forks a server (an echo server on one context), opens N sessions with one
- * connection each from one client context, proves every connection works
+ * connection each from one client context (--share: with
+ * px_ctx_opts.share_links, so that they all travel on one transport link),
+ * proves every connection works
  * with one 64-byte round trip, lets them sit idle, and reports the resident
  * memory (VmRSS from /proc) each side gained per connection. Then closes
  * everything and checks the server saw every session end. Exit 0 when all
@@ -21,7 +23,8 @@
 
 #include <plexus/plexus.h>
 
-#define URI_LEN 1024
+#define URI_LEN    1024
+#define LINK_CONNS 1024 /* connections a shared link takes (session/internal.h) */
 
 /* ---- resident memory ---------------------------------------------------- */
 
@@ -224,26 +227,29 @@ static pid_t start_server(const char *self, const char *uri, unsigned conns, cha
     return pid;
 }
 
-static void report(int json, const char *uri, unsigned n, long srv0, long srv1, long cli0,
-                   long cli1, double setup_s)
+static void report(int json, const char *uri, unsigned n, uint64_t links, long srv0, long srv1,
+                   long cli0, long cli1, double setup_s)
 {
     double srv_per = (srv1 - srv0) * 1024.0 / n, cli_per = (cli1 - cli0) * 1024.0 / n;
     if (json) {
-        printf("{\"tool\": \"px-scale\", \"uri\": \"%s\", \"conns\": %u, \"setup_s\": %.3f, "
+        printf("{\"tool\": \"px-scale\", \"uri\": \"%s\", \"conns\": %u, \"links\": %llu, "
+               "\"setup_s\": %.3f, "
                "\"server_rss_kib\": [%ld, %ld], \"client_rss_kib\": [%ld, %ld], "
                "\"server_bytes_per_conn\": %.0f, \"client_bytes_per_conn\": %.0f}\n",
-               uri, n, setup_s, srv0, srv1, cli0, cli1, srv_per, cli_per);
+               uri, n, (unsigned long long)links, setup_s, srv0, srv1, cli0, cli1, srv_per,
+               cli_per);
         return;
     }
-    printf("%u idle connections over %s, all answered one round trip (set up in %.2f s)\n", n, uri,
-           setup_s);
+    printf("%u idle connections on %llu transport links over %s, all answered one round trip (set "
+           "up in %.2f s)\n",
+           n, (unsigned long long)links, uri, setup_s);
     printf("  server RSS %ld -> %ld KiB: %.0f bytes per idle connection\n", srv0, srv1, srv_per);
     printf("  client RSS %ld -> %ld KiB: %.0f bytes per idle connection\n", cli0, cli1, cli_per);
 }
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: px-scale local URI [--conns N] [--json]\n");
+    fprintf(stderr, "usage: px-scale local URI [--conns N] [--share] [--json]\n");
     return 2;
 }
 
@@ -253,7 +259,7 @@ int main(int argc, char **argv)
         return usage();
     const char *uri = argv[2];
     unsigned n = 10000;
-    int json = 0;
+    int json = 0, share = 0;
     for (int i = 3; i < argc; i++) {
         if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc) {
             char *end;
@@ -263,6 +269,8 @@ int main(int argc, char **argv)
             n = (unsigned)v;
         } else if (strcmp(argv[i], "--json") == 0) {
             json = 1;
+        } else if (strcmp(argv[i], "--share") == 0) {
+            share = 1;
         } else {
             return usage();
         }
@@ -280,7 +288,7 @@ int main(int argc, char **argv)
                                        .on_msg_error = client_on_error};
     struct client cl = {.n = n};
     cl.links = calloc(n, sizeof(*cl.links));
-    px_ctx_opts o = {.queue_depth = 4};
+    px_ctx_opts o = {.queue_depth = 4, .share_links = (uint32_t)share};
     if (!cl.links || px_ctx_create(&o, &cl.ctx) != 0)
         return 1;
     long srv0 = rss_kib(srv), cli0 = rss_kib(getpid());
@@ -312,11 +320,20 @@ int main(int argc, char **argv)
     double setup_s = (px_now_ns() - t0) / 1e9;
     px_ctx_run_timeout(cl.ctx, 500); /* idle: whatever is lazily freed, is */
     long srv1 = rss_kib(srv), cli1 = rss_kib(getpid());
+    px_stats_sum sum;
+    px_ctx_get_conn_stats(cl.ctx, &sum);
+    uint64_t want_links = share ? (n + LINK_CONNS - 1) / LINK_CONNS : n;
+    if (ok && sum.links_open != want_links) {
+        fprintf(stderr, "px-scale: %u connections%s on %llu transport links, want %llu\n", n,
+                share ? " sharing links" : "", (unsigned long long)sum.links_open,
+                (unsigned long long)want_links);
+        ok = 0;
+    }
     if (!ok) {
         fprintf(stderr, "px-scale: %u of %u connections up, %u answered, %u failed\n", cl.up, n,
                 cl.answered, cl.failed);
     } else {
-        report(json, uri, n, srv0, srv1, cli0, cli1, setup_s);
+        report(json, uri, n, sum.links_open, srv0, srv1, cli0, cli1, setup_s);
     }
 
     for (unsigned i = 0; i < n; i++)
