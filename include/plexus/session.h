@@ -153,7 +153,13 @@ typedef enum px_msg_dir {
 /** Callbacks. All run on the thread of the context of the connection
  * concerned; `user` is the session's user pointer (px_session_set_user).
  * Inside them you may send, respond, release, cancel and close; you may not
- * destroy the context or run it recursively. Unused members may be NULL. */
+ * destroy the context or run it recursively. Unused members may be NULL.
+ *
+ * A session with connections on several threads: some of its callbacks
+ * (events of the handshake, of a close, of a connection's death) run while
+ * plexus holds that session's lock, so inside a callback never wait for
+ * another thread that may be calling into the same session; hand such
+ * work to that thread (px_ctx_post) instead. */
 typedef struct px_session_ops {
     /** An event of the session or of one of its connections (px_event). */
     void (*on_session_event)(px_session *s, const px_event *ev, void *user);
