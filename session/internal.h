@@ -128,6 +128,7 @@ typedef struct px_nexus {
     uint32_t next_chan; /* client: the channel the next joiner gets */
     px_list conns;      /* px_conn.nexus_link */
     unsigned n_conns;
+    unsigned n_leaving;       /* ... of which leaving (px_conn.leaving) */
     unsigned visit;           /* the fan-out walk in progress (px_conn.visit) */
     unsigned walking;         /* fan-out walks on the stack: it is freed after them */
     int doomed;               /* nobody on it and closed: free when the walks end */
@@ -393,6 +394,10 @@ static inline void *conn_ctl_cookie(px_conn *c)
 
 /* nexus.c: the transport's owner for a connection */
 #define PX_CHAN_UNBOUND UINT32_MAX
+/* The most connections one link carries: a client opens another link past
+ * it; a server drops the HELLO of a peer that opens more channels (its
+ * handshake then times out on its side). */
+#define PX_LINK_MAX_CONNS 1024u
 /* A client connection's link to c->uri: one of the context's shared links
  * when sharing is on and one carries no connection of c's session, else
  * a new one (connect). 0, or the transport's error. */

@@ -144,6 +144,10 @@ static void detach(px_conn *c)
     px_nexus *nx = c->nx;
     if (c->rx_paused)
         nexus_pause(c, 0);
+    if (c->leaving) {
+        c->leaving = 0;
+        nx->n_leaving--;
+    }
     px_list_del(&c->nexus_link);
     nx->n_conns--;
     if (nx->last == c)
@@ -178,7 +182,8 @@ static px_nexus *find_shared(px_conn *c, px_ctx_tp *ctp, const char *uri)
     for (px_list *n = l->links.next; n != &l->links; n = n->next) {
         px_nexus *nx = PX_CONTAINER_OF(n, px_nexus, layer_link);
         if (nx->shareable && nx->ctp == ctp && nx->next_chan != PX_CHAN_UNBOUND &&
-            strcmp(nx->uri, uri) == 0 && !session_on(nx, c->session))
+            nx->n_conns < PX_LINK_MAX_CONNS && strcmp(nx->uri, uri) == 0 &&
+            !session_on(nx, c->session))
             return nx;
     }
     return NULL;
@@ -247,16 +252,11 @@ int nexus_accept(px_server *srv, px_tp_conn *tp, px_conn *c)
     return 0;
 }
 
-/* Connections one link may carry on a server: a peer that opens more
- * channels than this is refused the extra ones (their HELLO is dropped
- * and their handshake times out on its side). */
-#define MAX_LINK_CONNS 1024u
-
 static px_conn *new_server_conn(px_nexus *nx, uint32_t channel)
 {
     if (!nx->server)
         return NULL; /* unbound: nobody to take it */
-    if (nx->n_conns >= MAX_LINK_CONNS) {
+    if (nx->n_conns >= PX_LINK_MAX_CONNS) {
         if (!nx->warned)
             PX_LOGW("server %s: a link carries %u connections already: refusing more on it",
                     nx->server->uri, nx->n_conns);
@@ -318,6 +318,19 @@ static void send_reset(px_conn *c)
      * its death ends the peer's connection too */
 }
 
+static void each_conn(px_nexus *nx, void (*fn)(px_conn *c, int arg), int arg);
+static void conn_link_died(px_conn *c, int reason);
+
+/* c waits as leaving (1), or no longer (0); the link counts them. */
+static void set_leaving(px_conn *c, int on)
+{
+    if (c->leaving == on)
+        return;
+    c->leaving = on;
+    if (c->nx)
+        c->nx->n_leaving += on ? 1u : -1u;
+}
+
 static int must_wait(const px_conn *c)
 {
     return c->tp_held != 0 || c->reset_state == 1;
@@ -327,7 +340,7 @@ static int must_wait(const px_conn *c)
 static void leave_if_done(px_conn *c)
 {
     if (c->leaving && !must_wait(c)) {
-        c->leaving = 0;
+        set_leaving(c, 0);
         conn_die(c, c->leave_reason);
     }
 }
@@ -342,11 +355,11 @@ int nexus_leave(px_conn *c, px_tp_fifo *unfinished)
             nexus_free(nx);
         return 0;
     }
-    if (nx->n_conns > 1) {
-        if (!c->graceful && !c->peer_reset)
-            send_reset(c);
+    if (nx->n_conns - nx->n_leaving > 1) { /* others stay on it */
+        if (!c->graceful && !c->peer_reset && nx->connected)
+            send_reset(c); /* (before connected the peer has nothing on this channel) */
         if (must_wait(c)) {
-            c->leaving = 1;
+            set_leaving(c, 1);
             return 1;
         }
         detach(c);
@@ -356,18 +369,25 @@ int nexus_leave(px_conn *c, px_tp_fifo *unfinished)
      * client link lingers, a server link waits for another HELLO. */
     uint32_t ms = nx->client ? (nx->shareable ? c->ctx->opts.link_linger_ms : 0)
                              : (nx->server ? c->ctx->opts.handshake_timeout_ms : 0);
-    if (c->graceful && ms) {
+    if (c->graceful && ms && nx->n_conns == 1) {
         if (must_wait(c)) { /* the link is kept only once it holds nothing of ours */
-            c->leaving = 1;
+            set_leaving(c, 1);
             return 1;
         }
         detach(c);
         px_ctimer_start(&nx->idle, (uint64_t)ms * 1000000u, 0);
         return 0;
     }
-    close_link(nx, unfinished);
+    /* It closes; those still on it are leaving, waiting for frames the
+     * close gives back to each: they end now too. */
+    set_leaving(c, 0);
+    close_link(nx, NULL);
+    px_tp_fifo_append(unfinished, &c->link_unfinished);
     detach(c);
-    nexus_free(nx);
+    if (nx->n_conns == 0)
+        nexus_free(nx);
+    else
+        each_conn(nx, conn_link_died, 0);
     return 0;
 }
 
@@ -640,7 +660,7 @@ static void on_error(void *self, int reason)
 static void conn_link_died(px_conn *c, int reason)
 {
     int why = c->leaving ? c->leave_reason : reason;
-    c->leaving = 0;
+    set_leaving(c, 0);
     c->reset_state = 2; /* nothing more goes out */
     conn_die(c, why);
 }

@@ -1926,10 +1926,21 @@ START_TEST(shared_links)
     ck_assert_msg(links == 2 && conns == 3, "links %llu, conns %llu", (unsigned long long)links,
                   (unsigned long long)conns);
 
+    /* Aborted alone while a large frame of its is on its way: it waits
+     * for the link to let go of it, its message ends once, and the link
+     * and its other user go on. */
+    tmsg_prep(&t[5], CONF_ECHO, 3000, 8 * MIB, 1, 0);
+    send_req_ok(&cl[2], &t[5]);
+    run_for(&cl[2], 1);
+    ck_assert_int_eq(px_conn_disconnect(cl[2].c), 0);
+    RUN_UNTIL(&cl[2], cl[2].ev[PX_EV_CONN_TEARDOWN], 15000);
+    ck_assert_msg(t[5].state == T_OK || t[5].state == T_ERR, "the 8 MiB request never ended");
+    ck_assert_int_eq(cl[2].ev[PX_EV_CONN_DISCONNECTED], 1);
+    echo_once(&cl[1], 2002, 1000);
+    client_close(&cl[2]);
+
     /* Graceful closes; the link goes with its last user. */
     client_close(&cl[1]);
-    echo_once(&cl[2], 2002, 1000);
-    client_close(&cl[2]);
     ctx_links(ctx, &links, &conns);
     ck_assert_msg(links == 0 && conns == 0, "after every session: links %llu, conns %llu",
                   (unsigned long long)links, (unsigned long long)conns);
