@@ -7,7 +7,8 @@
 #
 # For every metric of the BRIEF's targets table it runs the floor (bench/
 # floor_*), plexus (px-perf local) and each installed peer (sockperf,
-# ucx_perftest, fi_pingpong), interleaved — round 1: floor, plexus, peers;
+# ucx_perftest, fi_pingpong, and ZeroMQ and nng through the small programs
+# of bench/peers/, built where libzmq3-dev and libnng-dev are), interleaved — round 1: floor, plexus, peers;
 # round 2: again ... — and prints the median of each. The machine flips
 # between a fast and a slow state, so only figures from the same run,
 # interleaved, compare; the bare cache-line ping-pong round trip (the
@@ -18,8 +19,8 @@
 # million messages/s, bandwidth in GB/s (10^9 bytes/s). Latencies are
 # medians (p50) except fi_pingpong, which only reports a mean.
 #
-# --install: apt-get update and install sockperf, ucx-utils, libfabric-bin
-# first (Debian; needs root). A peer that is missing or fails is reported
+# --install: apt-get update and install sockperf, ucx-utils, libfabric-bin,
+# libzmq3-dev and libnng-dev first (Debian; needs root). A peer that is missing or fails is reported
 # as n/a with the reason; the script itself only fails when the build does.
 # --rdma ADDR: the rdma:// figures alone, on the RDMA device holding ADDR
 # (an IP address of it): px-perf beside perftest (ib_send_lat, whose half
@@ -81,9 +82,10 @@ log() { [ $quiet = 1 ] || echo "compare.sh: $*" >&2; }
 # ---- set-up ------------------------------------------------------------------
 
 if [ $install = 1 ]; then
-    log "installing peers (sockperf ucx-utils libfabric-bin)"
+    log "installing peers (sockperf ucx-utils libfabric-bin libzmq3-dev libnng-dev)"
     export DEBIAN_FRONTEND=noninteractive
-    if ! { apt-get update -qq && apt-get install -y -qq sockperf ucx-utils libfabric-bin; } >&2; then
+    if ! { apt-get update -qq &&
+        apt-get install -y -qq sockperf ucx-utils libfabric-bin libzmq3-dev libnng-dev; } >&2; then
         log "apt-get failed: carrying on with whatever peers are installed"
     fi
 fi
@@ -93,7 +95,10 @@ if [ -z "$build" ]; then
     log "building into $build"
     mkdir -p "$build"
     { cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPX_BUILD_TESTS=OFF &&
-        cmake --build "$build" -j"$(nproc)" --target px-perf floor_tcp floor_shm floor_memcpy; } \
+        cmake --build "$build" -j"$(nproc)" --target px-perf floor_tcp floor_shm floor_memcpy &&
+        for t in px-peer-zmq px-peer-nng; do # where their library is installed
+            cmake --build "$build" --target $t >/dev/null 2>&1 || true
+        done; } \
         >"$build/compare-build.log" 2>&1 ||
         { tail -n 30 "$build/compare-build.log" >&2; echo "compare.sh: build failed (log: $build/compare-build.log)" >&2; exit 1; }
 fi
@@ -275,6 +280,30 @@ ucx() {
     esac
 }
 
+# libpeer zmq|nng oneway|rr|lat: a bench/peers program pair over tcp (p50
+# round trip in us, or M msg/s). One-way is the receiver's figure: its
+# server exits by itself after the client's last message.
+libpeer() {
+    local prog=$build/bench/peers/px-peer-$1 t=$2 p out=$tmp/lp spid
+    local pkg=libnng-dev
+    [ "$1" = zmq ] && pkg=libzmq3-dev
+    [ -x "$prog" ] || { echo "n/a (not built: install $pkg, reconfigure)"; return; }
+    p=$(port)
+    taskset -c $scpu "$prog" server "tcp://127.0.0.1:$p" --test "$t" >"$out.s" 2>&1 &
+    spid=$!
+    sleep 0.4
+    pin_c timeout -k 2 60 "$prog" client "tcp://127.0.0.1:$p" --test "$t" --duration "$dur" \
+        --window 64 >"$out" 2>&1 || { stop_pid $spid; failed "$out"; return; }
+    case $t in
+    oneway)
+        for _ in $(seq 50); do kill -0 $spid 2>/dev/null || break; sleep 0.1; done
+        stop_pid $spid
+        awk '$1 == "mmsgs_per_s:" {print $2}' "$out.s" ;;
+    rr) stop_pid $spid; awk '$1 == "mmsgs_per_s:" {print $2}' "$out" ;;
+    lat) stop_pid $spid; awk '$1 == "p50_us:" {print $2}' "$out" ;;
+    esac
+}
+
 fi_pp() { # fi_pp PROVIDER EP_TYPE: mean round trip (fi_pingpong gives no median)
     have fi_pingpong || { echo "n/a (not installed)"; return; }
     local p out=$tmp/fi
@@ -351,12 +380,15 @@ contenders() {
         "plexus|plexus $TCP_URI lat 64 ${POLL[*]}" "sockperf busy|sockperf_rtt busy" \
         "ucx tcp|ucx tcp tag_lat 64 100000" "fi_pingpong tcp|fi_pp tcp msg" ;;
     tcp_rtt_block) printf '%s\n' "floor_tcp blocking|floor_tcp pp-blocking" \
-        "plexus|plexus $TCP_URI lat 64" "sockperf|sockperf_rtt blocking" ;;
+        "plexus|plexus $TCP_URI lat 64" "sockperf|sockperf_rtt blocking" \
+        "zeromq req/rep|libpeer zmq lat" "nng pair1|libpeer nng lat" ;;
     tcp_oneway) printf '%s\n' "-|" "plexus|plexus $TCP_URI rate-oneway 64 ${POLL[*]}" \
         "plexus blocking|plexus $TCP_URI rate-oneway 64" \
-        "ucx tcp|ucx tcp tag_bw 64 1000000" "sockperf tp|sockperf_rate" ;;
+        "ucx tcp|ucx tcp tag_bw 64 1000000" "sockperf tp|sockperf_rate" \
+        "zeromq push/pull|libpeer zmq oneway" "nng pair1|libpeer nng oneway" ;;
     tcp_rr) printf '%s\n' "-|" "plexus|plexus $TCP_URI rate-rr 64 --window 64 ${POLL[*]}" \
-        "plexus blocking|plexus $TCP_URI rate-rr 64 --window 64" ;;
+        "plexus blocking|plexus $TCP_URI rate-rr 64 --window 64" \
+        "zeromq dealer/router|libpeer zmq rr" "nng pair1|libpeer nng rr" ;;
     tcp_bw) printf '%s\n' "floor_tcp stream|floor_tcp bw" \
         "plexus|plexus $TCP_URI bw 1048576 ${POLL[*]}" "plexus blocking|plexus $TCP_URI bw 1048576" \
         "ucx tcp|ucx tcp tag_bw 1048576 2000" ;;

@@ -3,8 +3,9 @@
 # (as root, non-interactively) and build it. Used by demo.sh, test.sh and CI.
 # PX_SETUP=demo installs only what a build without tests needs (a compiler,
 # CMake, libev); the default, PX_SETUP=test, everything the tests, the
-# sanitizers, the fuzzers (clang), the RDMA build and the API reference
-# (doxygen) need.
+# sanitizers, the fuzzers (clang), the RDMA build, the API reference
+# (doxygen) and the ZeroMQ and nng peers of bench/compare.sh (libzmq3-dev,
+# libnng-dev: built and smoke-tested here so that they cannot rot) need.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +15,7 @@ shift || true
 case ${PX_SETUP:-test} in
 demo) need=(cmake make gcc libev-dev) ;;
 test) need=(cmake make gcc pkg-config libev-dev check libibverbs-dev librdmacm-dev clang
-      libclang-rt-14-dev python3 doxygen) ;;
+      libclang-rt-14-dev python3 doxygen libzmq3-dev libnng-dev) ;;
 *) echo "setup.sh: PX_SETUP is demo or test, not '$PX_SETUP'" >&2; exit 2 ;;
 esac
 missing=()
