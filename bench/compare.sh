@@ -288,10 +288,13 @@ libpeer() {
     local pkg=libnng-dev
     [ "$1" = zmq ] && pkg=libzmq3-dev
     [ -x "$prog" ] || { echo "n/a (not built: install $pkg, reconfigure)"; return; }
-    p=$(port)
-    taskset -c $scpu "$prog" server "tcp://127.0.0.1:$p" --test "$t" >"$out.s" 2>&1 &
-    spid=$!
-    sleep 0.4
+    for _ in 1 2 3 4 5; do # a random port may be taken: another, then
+        p=$(port)
+        taskset -c $scpu "$prog" server "tcp://127.0.0.1:$p" --test "$t" >"$out.s" 2>&1 &
+        spid=$!
+        sleep 0.4
+        kill -0 $spid 2>/dev/null && break
+    done
     pin_c timeout -k 2 60 "$prog" client "tcp://127.0.0.1:$p" --test "$t" --duration "$dur" \
         --window 64 >"$out" 2>&1 || { stop_pid $spid; failed "$out"; return; }
     case $t in

@@ -6,11 +6,14 @@ set -u
 peer=$1
 fail=0
 for t in lat rr oneway; do
-    port=$((30000 + RANDOM % 20000))
     out=$(mktemp) sout=$(mktemp)
-    "$peer" server "tcp://127.0.0.1:$port" --test "$t" >"$sout" 2>&1 &
-    spid=$!
-    sleep 0.3
+    for _ in 1 2 3 4 5; do # a random port may be taken: another, then
+        port=$((30000 + RANDOM % 20000))
+        "$peer" server "tcp://127.0.0.1:$port" --test "$t" >"$sout" 2>&1 &
+        spid=$!
+        sleep 0.3
+        kill -0 $spid 2>/dev/null && break
+    done
     timeout 20 "$peer" client "tcp://127.0.0.1:$port" --test "$t" --duration 0.2 >"$out" 2>&1
     rc=$?
     [ "$t" = oneway ] && for _ in $(seq 50); do kill -0 $spid 2>/dev/null || break; sleep 0.1; done
