@@ -20,8 +20,9 @@
 # medians (p50) except fi_pingpong, which only reports a mean.
 #
 # --install: apt-get update and install sockperf, ucx-utils, libfabric-bin,
-# libzmq3-dev and libnng-dev first (Debian; needs root). A peer that is missing or fails is reported
-# as n/a with the reason; the script itself only fails when the build does.
+# iperf3, libzmq3-dev and libnng-dev first (Debian; needs root). A peer
+# that is missing or fails is reported as n/a with the reason; the script
+# itself only fails when the build does.
 # --rdma ADDR: the rdma:// figures alone, on the RDMA device holding ADDR
 # (an IP address of it): px-perf beside perftest (ib_send_lat, whose half
 # round trip is doubled; ib_write_bw and ib_read_bw, MiB/s made GB/s) and
@@ -82,10 +83,10 @@ log() { [ $quiet = 1 ] || echo "compare.sh: $*" >&2; }
 # ---- set-up ------------------------------------------------------------------
 
 if [ $install = 1 ]; then
-    log "installing peers (sockperf ucx-utils libfabric-bin libzmq3-dev libnng-dev)"
+    log "installing peers (sockperf ucx-utils libfabric-bin iperf3 libzmq3-dev libnng-dev)"
     export DEBIAN_FRONTEND=noninteractive
     if ! { apt-get update -qq &&
-        apt-get install -y -qq sockperf ucx-utils libfabric-bin libzmq3-dev libnng-dev; } >&2; then
+        apt-get install -y -qq sockperf ucx-utils libfabric-bin iperf3 libzmq3-dev libnng-dev; } >&2; then
         log "apt-get failed: carrying on with whatever peers are installed"
     fi
 fi
@@ -307,6 +308,16 @@ libpeer() {
     esac
 }
 
+iperf3_bw() { # one stream, its default 128 KiB writes: the receiver's GB/s
+    have iperf3 || { echo "n/a (not installed)"; return; }
+    local p out=$tmp/iperf3
+    p=$(port)
+    with_server "$out.s" iperf3 -s -1 -p "$p" -- \
+        iperf3 -c 127.0.0.1 -p "$p" -t "$sp_t" -J >"$out" 2>&1 || { failed "$out"; return; }
+    python3 -c 'import json,sys; print("%.3f" % (json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"] / 8e9))' "$out" 2>/dev/null ||
+        echo "n/a (no figure in its JSON)"
+}
+
 fi_pp() { # fi_pp PROVIDER EP_TYPE: mean round trip (fi_pingpong gives no median)
     have fi_pingpong || { echo "n/a (not installed)"; return; }
     local p out=$tmp/fi
@@ -394,7 +405,7 @@ contenders() {
         "zeromq dealer/router|libpeer zmq rr" "nng pair1|libpeer nng rr" ;;
     tcp_bw) printf '%s\n' "floor_tcp stream|floor_tcp bw" \
         "plexus|plexus $TCP_URI bw 1048576 ${POLL[*]}" "plexus blocking|plexus $TCP_URI bw 1048576" \
-        "ucx tcp|ucx tcp tag_bw 1048576 2000" ;;
+        "ucx tcp|ucx tcp tag_bw 1048576 2000" "iperf3|iperf3_bw" ;;
     shm_rtt_busy) printf '%s\n' "cache-line pp|floor_shm pp" \
         "plexus|plexus $SHM_URI lat 64 ${POLL[*]}" "ucx posix|ucx posix tag_lat 64 1000000" \
         "fi_pingpong shm|fi_pp shm rdm" ;;

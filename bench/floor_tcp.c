@@ -2,14 +2,22 @@
  * just two processes (fork) on loopback, TCP_NODELAY, one CPU each.
  *
  *   floor_tcp [--test pp|bw|all] [--sizes 64,1M] [--busy] [--iters N]
- *             [--duration SEC] [--cpu-server 0] [--cpu-client 1] [--json]
+ *             [--duration SEC] [--cpu-server 0] [--cpu-client 1]
+ *             [--write BYTES] [--read BYTES] [--sockbuf BYTES] [--json]
  *
  * pp: ping-pong, the client sends SIZE bytes, the server echoes them; one
  *     in flight. Blocking recv/send, or with --busy non-blocking recv spun
  *     on (the socket busy-poll of sockperf/UCX). Round trip p50/p99 in us,
  *     round trips per second.
- * bw: the client streams SIZE-byte writes, the server reads them all and
+ * bw: the client streams SIZE-byte messages, the server reads them all and
  *     acknowledges the total with one byte; GB/s (10^9 bytes per second).
+ *     Each message is written in --write-byte pieces (default 512K) from
+ *     one buffer and read in --read-byte pieces (default 32K), both
+ *     cache-resident, as iperf3 does: the floor is what the socket costs,
+ *     not a cold buffer. The defaults are the best of a sweep on a 2-vCPU
+ *     VM (writes 64K..4M, reads 16K..256K, socket buffers the kernel's or
+ *     4M; docs/PERFORMANCE.md). --sockbuf sets SO_SNDBUF and SO_RCVBUF on
+ *     both sides (default: the kernel's autotuning).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -32,7 +40,11 @@ struct opts {
     long iters;
     double duration;
     int cpu_server, cpu_client;
+    size_t write_sz, read_sz; /* bw: the pieces written and read */
+    int sockbuf;              /* SO_SNDBUF/SO_RCVBUF, 0: the kernel's */
 };
+
+static int g_sockbuf; /* for tune(), which both processes call */
 
 static uint64_t now_ns(void)
 {
@@ -89,9 +101,20 @@ static int send_all(int fd, const char *p, size_t len)
     return 0;
 }
 
+/* Socket buffers are set before listen and connect: the window scale is
+ * agreed in the handshake. */
+static void set_bufs(int fd)
+{
+    if (fd >= 0 && g_sockbuf) {
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &g_sockbuf, sizeof(g_sockbuf));
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &g_sockbuf, sizeof(g_sockbuf));
+    }
+}
+
 static int listener(uint16_t *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    set_bufs(fd);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof(a);
     if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 1) < 0 ||
@@ -112,6 +135,7 @@ static int dial(uint16_t port)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {
         .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    set_bufs(fd);
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
         die("connect");
     tune(fd);
@@ -132,11 +156,11 @@ static void serve(int lfd, const struct opts *o)
     while (recv_all(fd, (char *)pre, sizeof(pre), 0) == 0) {
         size_t size = pre[0] & 0xffffffffu;
         if (pre[0] >> 32) { /* bw: read pre[1] bytes, answer one */
-            /* Read in cache-sized chunks, as iperf3 does: the floor is the
+            /* Read in cache-sized pieces, as iperf3 does: the floor is the
              * socket's cost, not a cold destination buffer's. */
             uint64_t left = pre[1];
             while (left) {
-                ssize_t n = recv(fd, buf, left < (256u << 10) ? left : (256u << 10), 0);
+                ssize_t n = recv(fd, buf, left < o->read_sz ? left : o->read_sz, 0);
                 if (n <= 0)
                     _exit(1);
                 left -= (uint64_t)n;
@@ -214,18 +238,20 @@ static void run_bw(int fd, const struct opts *o, size_t size, char *buf)
     buf[0] = 0;
     send_all(fd, (char *)pre, sizeof(pre));
     uint64_t t0 = now_ns();
+    size_t piece = o->write_sz < size ? o->write_sz : size;
     for (uint64_t i = 0; i < writes; i++)
-        if (send_all(fd, buf, size))
-            die("stream");
+        for (size_t off = 0; off < size; off += piece)
+            if (send_all(fd, buf, size - off < piece ? size - off : piece))
+                die("stream");
     char k;
     if (recv_all(fd, &k, 1, 0))
         die("stream ack");
     double s = (now_ns() - t0) / 1e9, gbs = writes * size / s / 1e9;
     row_begin(o);
     if (o->json)
-        printf("{\"test\": \"tcp-stream\", \"size\": %zu, \"bytes\": %llu, \"seconds\": %.6f, "
-               "\"gb_per_s\": %.3f}",
-               size, (unsigned long long)(writes * size), s, gbs);
+        printf("{\"test\": \"tcp-stream\", \"size\": %zu, \"write\": %zu, \"read\": %zu, "
+               "\"sockbuf\": %d, \"bytes\": %llu, \"seconds\": %.6f, \"gb_per_s\": %.3f}",
+               size, piece, o->read_sz, o->sockbuf, (unsigned long long)(writes * size), s, gbs);
     else
         printf("%-16s %8zu B  %8.3f GB/s\n", "tcp-stream", size, gbs);
 }
@@ -248,7 +274,8 @@ static size_t parse_size(const char *s)
 static void usage(void)
 {
     fprintf(stderr, "usage: floor_tcp [--test pp|bw|all] [--sizes LIST] [--busy] [--iters N] "
-                    "[--duration SEC] [--cpu-server N] [--cpu-client N] [--json]\n");
+                    "[--duration SEC] [--cpu-server N] [--cpu-client N] [--write BYTES] "
+                    "[--read BYTES] [--sockbuf BYTES] [--json]\n");
     exit(2);
 }
 
@@ -258,6 +285,8 @@ static void parse(int argc, char **argv, struct opts *o)
     *o = (struct opts){.pp = 1,
                        .bw = 1,
                        .duration = 1,
+                       .write_sz = 512u << 10,
+                       .read_sz = 32u << 10,
                        .cpu_server = ncpu >= 2 ? 0 : -1,
                        .cpu_client = ncpu >= 2 ? 1 : -1};
     for (int i = 1; i < argc; i++) {
@@ -286,6 +315,12 @@ static void parse(int argc, char **argv, struct opts *o)
             o->cpu_server = atoi(argv[++i]);
         else if (!strcmp(a, "--cpu-client"))
             o->cpu_client = atoi(argv[++i]);
+        else if (!strcmp(a, "--write"))
+            o->write_sz = parse_size(argv[++i]);
+        else if (!strcmp(a, "--read"))
+            o->read_sz = parse_size(argv[++i]);
+        else if (!strcmp(a, "--sockbuf"))
+            o->sockbuf = (int)parse_size(argv[++i]);
         else
             usage();
     }
@@ -295,6 +330,7 @@ int main(int argc, char **argv)
 {
     struct opts o;
     parse(argc, argv, &o);
+    g_sockbuf = o.sockbuf;
     uint16_t port;
     int lfd = listener(&port);
     pid_t pid = fork();
