@@ -3,7 +3,7 @@
  *
  *   floor_tcp [--test pp|bw|all] [--sizes 64,1M] [--busy] [--iters N]
  *             [--duration SEC] [--cpu-server 0] [--cpu-client 1]
- *             [--write BYTES] [--read BYTES] [--sockbuf BYTES] [--json]
+ *             [--write BYTES] [--read BYTES] [--sockbuf BYTES] [--streams N] [--json]
  *
  * pp: ping-pong, the client sends SIZE bytes, the server echoes them; one
  *     in flight. Blocking recv/send, or with --busy non-blocking recv spun
@@ -17,11 +17,14 @@
  *     not a cold buffer. The defaults are the best of a sweep on a 2-vCPU
  *     VM (writes 64K..4M, reads 16K..256K, socket buffers the kernel's or
  *     4M; docs/PERFORMANCE.md). --sockbuf sets SO_SNDBUF and SO_RCVBUF on
- *     both sides (default: the kernel's autotuning).
+ *     both sides (default: the kernel's autotuning). --streams N spreads
+ *     each run over N connections, pieces going to whichever can take one
+ *     (ucx_perftest's tcp bandwidth uses two: its rendezvous lanes).
  */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -42,7 +45,10 @@ struct opts {
     int cpu_server, cpu_client;
     size_t write_sz, read_sz; /* bw: the pieces written and read */
     int sockbuf;              /* SO_SNDBUF/SO_RCVBUF, 0: the kernel's */
+    int streams;              /* bw: connections the stream is spread over */
 };
+
+#define MAX_STREAMS 8
 
 static int g_sockbuf; /* for tune(), which both processes call */
 
@@ -117,7 +123,7 @@ static int listener(uint16_t *port)
     set_bufs(fd);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 1) < 0 ||
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, MAX_STREAMS) < 0 ||
         getsockname(fd, (struct sockaddr *)&a, &al) < 0)
         die("listen");
     *port = ntohs(a.sin_port);
@@ -142,6 +148,51 @@ static int dial(uint16_t port)
     return fd;
 }
 
+/* bw over several connections: read whatever arrives on any of them until
+ * `left` bytes have, in read_sz pieces. */
+static void drain_streams(const int *fds, int n, uint64_t left, char *buf, size_t read_sz)
+{
+    struct pollfd p[MAX_STREAMS];
+    for (int i = 0; i < n; i++)
+        p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+    while (left) {
+        if (poll(p, (nfds_t)n, -1) < 0 && errno != EINTR)
+            _exit(1);
+        for (int i = 0; i < n && left; i++) {
+            if (!(p[i].revents & POLLIN))
+                continue;
+            ssize_t k = recv(fds[i], buf, left < read_sz ? left : read_sz, MSG_DONTWAIT);
+            if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR))
+                _exit(1);
+            if (k > 0)
+                left -= (uint64_t)k;
+        }
+    }
+}
+
+/* bw over several connections: `total` bytes in `piece`s, each to a
+ * connection that can take it. */
+static void feed_streams(const int *fds, int n, uint64_t total, const char *buf, size_t piece)
+{
+    struct pollfd p[MAX_STREAMS];
+    for (int i = 0; i < n; i++)
+        p[i] = (struct pollfd){.fd = fds[i], .events = POLLOUT};
+    while (total) {
+        if (poll(p, (nfds_t)n, -1) < 0 && errno != EINTR)
+            die("poll");
+        for (int i = 0; i < n && total; i++) {
+            if (!(p[i].revents & POLLOUT))
+                continue;
+            ssize_t k =
+                send(fds[i], buf, total < piece ? total : piece, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (k < 0 && errno != EAGAIN && errno != EINTR)
+                die("stream");
+            if (k > 0)
+                total -= (uint64_t)k;
+        }
+    }
+}
+
 /* The server: echo (pp) or swallow and acknowledge (bw) until EOF. The
  * client announces each run with a 16-byte preamble: mode, size, total. */
 static void serve(int lfd, const struct opts *o)
@@ -151,6 +202,12 @@ static void serve(int lfd, const struct opts *o)
     if (fd < 0)
         die("accept");
     tune(fd);
+    int fds[MAX_STREAMS] = {fd};
+    for (int i = 1; i < o->streams; i++) {
+        if ((fds[i] = accept(lfd, NULL, NULL)) < 0)
+            die("accept");
+        tune(fds[i]);
+    }
     char *buf = malloc(64u << 20);
     uint64_t pre[2];
     while (recv_all(fd, (char *)pre, sizeof(pre), 0) == 0) {
@@ -159,6 +216,10 @@ static void serve(int lfd, const struct opts *o)
             /* Read in cache-sized pieces, as iperf3 does: the floor is the
              * socket's cost, not a cold destination buffer's. */
             uint64_t left = pre[1];
+            if (o->streams > 1) {
+                drain_streams(fds, o->streams, left, buf, o->read_sz);
+                left = 0;
+            }
             while (left) {
                 ssize_t n = recv(fd, buf, left < o->read_sz ? left : o->read_sz, 0);
                 if (n <= 0)
@@ -228,8 +289,9 @@ static void run_pp(int fd, const struct opts *o, size_t size, char *buf, uint64_
                rate / 1e6);
 }
 
-static void run_bw(int fd, const struct opts *o, size_t size, char *buf)
+static void run_bw(const int *fds, const struct opts *o, size_t size, char *buf)
 {
+    int fd = fds[0];
     /* Enough bytes for ~the duration at ~10 GB/s, at least 64 writes. */
     uint64_t writes = o->iters ? (uint64_t)o->iters : (uint64_t)(o->duration * 1e10 / size);
     if (writes < 64)
@@ -239,10 +301,13 @@ static void run_bw(int fd, const struct opts *o, size_t size, char *buf)
     send_all(fd, (char *)pre, sizeof(pre));
     uint64_t t0 = now_ns();
     size_t piece = o->write_sz < size ? o->write_sz : size;
-    for (uint64_t i = 0; i < writes; i++)
-        for (size_t off = 0; off < size; off += piece)
-            if (send_all(fd, buf, size - off < piece ? size - off : piece))
-                die("stream");
+    if (o->streams > 1)
+        feed_streams(fds, o->streams, writes * size, buf, piece);
+    else
+        for (uint64_t i = 0; i < writes; i++)
+            for (size_t off = 0; off < size; off += piece)
+                if (send_all(fd, buf, size - off < piece ? size - off : piece))
+                    die("stream");
     char k;
     if (recv_all(fd, &k, 1, 0))
         die("stream ack");
@@ -250,8 +315,10 @@ static void run_bw(int fd, const struct opts *o, size_t size, char *buf)
     row_begin(o);
     if (o->json)
         printf("{\"test\": \"tcp-stream\", \"size\": %zu, \"write\": %zu, \"read\": %zu, "
-               "\"sockbuf\": %d, \"bytes\": %llu, \"seconds\": %.6f, \"gb_per_s\": %.3f}",
-               size, piece, o->read_sz, o->sockbuf, (unsigned long long)(writes * size), s, gbs);
+               "\"sockbuf\": %d, \"streams\": %d, \"bytes\": %llu, \"seconds\": %.6f, "
+               "\"gb_per_s\": %.3f}",
+               size, piece, o->read_sz, o->sockbuf, o->streams, (unsigned long long)(writes * size),
+               s, gbs);
     else
         printf("%-16s %8zu B  %8.3f GB/s\n", "tcp-stream", size, gbs);
 }
@@ -275,7 +342,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: floor_tcp [--test pp|bw|all] [--sizes LIST] [--busy] [--iters N] "
                     "[--duration SEC] [--cpu-server N] [--cpu-client N] [--write BYTES] "
-                    "[--read BYTES] [--sockbuf BYTES] [--json]\n");
+                    "[--read BYTES] [--sockbuf BYTES] [--streams N] [--json]\n");
     exit(2);
 }
 
@@ -285,6 +352,7 @@ static void parse(int argc, char **argv, struct opts *o)
     *o = (struct opts){.pp = 1,
                        .bw = 1,
                        .duration = 1,
+                       .streams = 1,
                        .write_sz = 512u << 10,
                        .read_sz = 32u << 10,
                        .cpu_server = ncpu >= 2 ? 0 : -1,
@@ -321,6 +389,9 @@ static void parse(int argc, char **argv, struct opts *o)
             o->read_sz = parse_size(argv[++i]);
         else if (!strcmp(a, "--sockbuf"))
             o->sockbuf = (int)parse_size(argv[++i]);
+        else if (!strcmp(a, "--streams") && (o->streams = atoi(v)) >= 1 &&
+                 o->streams <= MAX_STREAMS)
+            i++;
         else
             usage();
     }
@@ -340,7 +411,10 @@ int main(int argc, char **argv)
         serve(lfd, &o);
     close(lfd);
     pin(o.cpu_client);
-    int fd = dial(port);
+    int fds[MAX_STREAMS];
+    for (int i = 0; i < o.streams; i++)
+        fds[i] = dial(port);
+    int fd = fds[0];
     long cap = o.iters ? o.iters : 2000000;
     uint64_t *t = malloc((size_t)cap * sizeof(*t));
     char *buf = malloc(64u << 20);
@@ -359,7 +433,7 @@ int main(int argc, char **argv)
             if (pass == 0)
                 run_pp(fd, &o, sz[i], buf, t, cap);
             else
-                run_bw(fd, &o, sz[i], buf);
+                run_bw(fds, &o, sz[i], buf);
             fflush(stdout);
         }
     }
