@@ -16,9 +16,9 @@ static void check(int rv, const char *what)
     }
 }
 
-static void send_buf(nng_socket s, void *buf, size_t len)
+static void send_buf(nng_socket s, const void *buf, size_t len)
 {
-    check(nng_send(s, buf, len, 0), "nng_send");
+    check(nng_send(s, (void *)buf, len, 0), "nng_send");
 }
 
 static size_t recv_buf(nng_socket s, void *buf, size_t cap)
@@ -26,6 +26,17 @@ static size_t recv_buf(nng_socket s, void *buf, size_t cap)
     size_t len = cap;
     check(nng_recv(s, buf, &len, 0), "nng_recv");
     return len;
+}
+
+/* The clients' loops (peer_common.h) get the socket by pointer. */
+static void nsend(void *s, const void *buf, size_t len)
+{
+    send_buf(*(nng_socket *)s, buf, len);
+}
+
+static void nrecv(void *s, void *buf, size_t cap)
+{
+    recv_buf(*(nng_socket *)s, buf, cap);
 }
 
 static void oneway_server(nng_socket s, const struct peer_args *a)
@@ -39,19 +50,6 @@ static void oneway_server(nng_socket s, const struct peer_args *a)
     free(buf);
 }
 
-static void oneway_client(nng_socket s, const struct peer_args *a)
-{
-    char *buf = calloc(1, a->size);
-    uint64_t end = peer_now_ns() + (uint64_t)(a->duration * 1e9), n = 0;
-    while ((n & 1023) || peer_now_ns() < end) {
-        send_buf(s, buf, a->size);
-        n++;
-    }
-    send_buf(s, "E", 1);
-    printf("sent: %llu\n", (unsigned long long)n);
-    free(buf);
-}
-
 /* rr and lat: the server echoes every message. */
 static void echo_server(nng_socket s, const struct peer_args *a)
 {
@@ -60,36 +58,6 @@ static void echo_server(nng_socket s, const struct peer_args *a)
         size_t len = recv_buf(s, buf, a->size);
         send_buf(s, buf, len);
     }
-}
-
-static void rr_client(nng_socket s, const struct peer_args *a)
-{
-    char *buf = calloc(1, a->size);
-    for (unsigned i = 0; i < a->window; i++)
-        send_buf(s, buf, a->size);
-    uint64_t t0 = peer_now_ns(), end = t0 + (uint64_t)(a->duration * 1e9), n = 0;
-    while ((n & 255) || peer_now_ns() < end) {
-        recv_buf(s, buf, a->size);
-        n++;
-        send_buf(s, buf, a->size);
-    }
-    peer_print_rate(n, peer_now_ns() - t0);
-    free(buf);
-}
-
-static void lat_client(nng_socket s, const struct peer_args *a)
-{
-    char *buf = calloc(1, a->size);
-    struct peer_samples smp = {0};
-    uint64_t end = peer_now_ns() + (uint64_t)(a->duration * 1e9), n = 0, t;
-    while ((t = peer_now_ns()) < end) {
-        send_buf(s, buf, a->size);
-        recv_buf(s, buf, a->size);
-        peer_sample(&smp, peer_now_ns() - t);
-        n++;
-    }
-    peer_print_lat(&smp, n);
-    free(buf);
 }
 
 int main(int argc, char **argv)
@@ -110,11 +78,11 @@ int main(int argc, char **argv)
     else if (a.server)
         echo_server(s, &a);
     else if (a.test == PEER_ONEWAY)
-        oneway_client(s, &a);
+        peer_oneway_client(&a, nsend, &s);
     else if (a.test == PEER_RR)
-        rr_client(s, &a);
+        peer_rr_client(&a, nsend, nrecv, &s);
     else
-        lat_client(s, &a);
+        peer_lat_client(&a, nsend, nrecv, &s);
     fflush(stdout);
     nng_msleep(100); /* nng_close drops what is queued: let the end marker go */
     nng_close(s);

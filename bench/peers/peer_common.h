@@ -59,7 +59,7 @@ static inline int peer_parse(int argc, char **argv, struct peer_args *a)
         return peer_usage(argv[0]);
     a->server = strcmp(argv[1], "server") == 0;
     a->endpoint = argv[2];
-    for (int i = 3; i < argc; i++) {
+    for (int i = 3; i < argc; i += 2) { /* option, value */
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             return peer_usage(argv[0]);
@@ -81,7 +81,6 @@ static inline int peer_parse(int argc, char **argv, struct peer_args *a)
         } else {
             return peer_usage(argv[0]);
         }
-        i++;
     }
     if (a->size < 2 || a->size > (64u << 20) || a->duration <= 0 || a->window < 1 ||
         a->window > 4096) {
@@ -131,6 +130,58 @@ static inline void peer_print_rate(uint64_t msgs, uint64_t ns)
 {
     printf("mmsgs_per_s: %.4f\nmessages: %llu\n", ns ? (double)msgs / ((double)ns / 1e9) / 1e6 : 0,
            (unsigned long long)msgs);
+}
+
+/* The clients' loops, over a library's blocking send and receive. */
+typedef void (*peer_send_fn)(void *sock, const void *buf, size_t len);
+typedef void (*peer_recv_fn)(void *sock, void *buf, size_t cap);
+
+/* oneway: `size`-byte messages for the duration, then the end marker. */
+static inline void peer_oneway_client(const struct peer_args *a, peer_send_fn snd, void *sock)
+{
+    char *buf = calloc(1, a->size);
+    uint64_t end = peer_now_ns() + (uint64_t)(a->duration * 1e9), n = 0;
+    while ((n & 1023) || peer_now_ns() < end) {
+        snd(sock, buf, a->size);
+        n++;
+    }
+    snd(sock, "E", 1);
+    printf("sent: %llu\n", (unsigned long long)n);
+    free(buf);
+}
+
+/* rr: `window` requests in flight for the duration. */
+static inline void peer_rr_client(const struct peer_args *a, peer_send_fn snd, peer_recv_fn rcv,
+                                  void *sock)
+{
+    char *buf = calloc(1, a->size);
+    for (unsigned i = 0; i < a->window; i++)
+        snd(sock, buf, a->size);
+    uint64_t t0 = peer_now_ns(), end = t0 + (uint64_t)(a->duration * 1e9), n = 0;
+    while ((n & 255) || peer_now_ns() < end) {
+        rcv(sock, buf, a->size);
+        n++;
+        snd(sock, buf, a->size);
+    }
+    peer_print_rate(n, peer_now_ns() - t0);
+    free(buf);
+}
+
+/* lat: one round trip at a time, each timed. */
+static inline void peer_lat_client(const struct peer_args *a, peer_send_fn snd, peer_recv_fn rcv,
+                                   void *sock)
+{
+    char *buf = calloc(1, a->size);
+    struct peer_samples smp = {0};
+    uint64_t end = peer_now_ns() + (uint64_t)(a->duration * 1e9), n = 0, t;
+    while ((t = peer_now_ns()) < end) {
+        snd(sock, buf, a->size);
+        rcv(sock, buf, a->size);
+        peer_sample(&smp, peer_now_ns() - t);
+        n++;
+    }
+    peer_print_lat(&smp, n);
+    free(buf);
 }
 
 #endif

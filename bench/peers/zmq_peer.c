@@ -42,22 +42,6 @@ static void oneway_server(void *s, const struct peer_args *a)
     free(buf);
 }
 
-/* PUSH for the duration, then the end marker. */
-static void oneway_client(void *s, const struct peer_args *a)
-{
-    char *buf = calloc(1, a->size);
-    uint64_t end = peer_now_ns() + (uint64_t)(a->duration * 1e9), n = 0;
-    while ((n & 1023) || peer_now_ns() < end) {
-        if (zmq_send(s, buf, a->size, 0) < 0)
-            die("zmq_send");
-        n++;
-    }
-    if (zmq_send(s, "E", 1, 0) < 0)
-        die("zmq_send");
-    printf("sent: %llu\n", (unsigned long long)n);
-    free(buf);
-}
-
 /* ROUTER: echo each request to the DEALER that sent it. */
 static void rr_server(void *s, const struct peer_args *a)
 {
@@ -72,25 +56,6 @@ static void rr_server(void *s, const struct peer_args *a)
     }
 }
 
-/* DEALER: `window` requests in flight for the duration. */
-static void rr_client(void *s, const struct peer_args *a)
-{
-    char *buf = calloc(1, a->size);
-    for (unsigned i = 0; i < a->window; i++)
-        if (zmq_send(s, buf, a->size, 0) < 0)
-            die("zmq_send");
-    uint64_t t0 = peer_now_ns(), end = t0 + (uint64_t)(a->duration * 1e9), n = 0;
-    while ((n & 255) || peer_now_ns() < end) {
-        if (zmq_recv(s, buf, a->size, 0) < 0)
-            die("zmq_recv");
-        n++;
-        if (zmq_send(s, buf, a->size, 0) < 0)
-            die("zmq_send");
-    }
-    peer_print_rate(n, peer_now_ns() - t0);
-    free(buf);
-}
-
 /* REP: echo. */
 static void lat_server(void *s, const struct peer_args *a)
 {
@@ -102,20 +67,16 @@ static void lat_server(void *s, const struct peer_args *a)
     }
 }
 
-/* REQ: one round trip at a time, each timed. */
-static void lat_client(void *s, const struct peer_args *a)
+static void zsend(void *s, const void *buf, size_t len)
 {
-    char *buf = calloc(1, a->size);
-    struct peer_samples smp = {0};
-    uint64_t end = peer_now_ns() + (uint64_t)(a->duration * 1e9), n = 0, t;
-    while ((t = peer_now_ns()) < end) {
-        if (zmq_send(s, buf, a->size, 0) < 0 || zmq_recv(s, buf, a->size, 0) < 0)
-            die("zmq round trip");
-        peer_sample(&smp, peer_now_ns() - t);
-        n++;
-    }
-    peer_print_lat(&smp, n);
-    free(buf);
+    if (zmq_send(s, buf, len, 0) < 0)
+        die("zmq_send");
+}
+
+static void zrecv(void *s, void *buf, size_t cap)
+{
+    if (zmq_recv(s, buf, cap, 0) < 0)
+        die("zmq_recv");
 }
 
 int main(int argc, char **argv)
@@ -140,11 +101,11 @@ int main(int argc, char **argv)
             lat_server(s, &a);
     } else {
         if (a.test == PEER_ONEWAY)
-            oneway_client(s, &a);
+            peer_oneway_client(&a, zsend, s);
         else if (a.test == PEER_RR)
-            rr_client(s, &a);
+            peer_rr_client(&a, zsend, zrecv, s);
         else
-            lat_client(s, &a);
+            peer_lat_client(&a, zsend, zrecv, s);
     }
     fflush(stdout);
     zmq_close(s); /* the default linger: what is queued is delivered first */
