@@ -60,11 +60,6 @@ int layer_ensure(px_ctx *ctx)
     return 0;
 }
 
-px_layer *layer_of(px_ctx *ctx)
-{
-    return ctx->layer_priv;
-}
-
 void layer_adopt_orphan(px_ctx *ctx, px_session *s)
 {
     px_list_del(&s->server_link);

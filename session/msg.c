@@ -3,6 +3,7 @@
 
 #include "plexus/error.h"
 #include "session/internal.h"
+#include "session/layer.h"
 #include "session/task.h"
 
 int px_send_response(px_msg *req)

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "plexus/error.h"
 #include "session/internal.h"
+#include "session/layer.h"
 #include "session/task.h"
 
 static void protocol_error(px_conn *c, const char *why)

@@ -16,8 +16,9 @@ typedef struct task_cache {
 } task_cache;
 
 void task_cache_fini(task_cache *tc);
-/* A zeroed task with gen bumped, or NULL when memory is exhausted. */
-px_task *task_get(px_ctx *ctx);
-void task_put(px_ctx *ctx, px_task *t);
+/* Add a slab of free tasks. 0; -1 when memory is exhausted. */
+int task_cache_grow(task_cache *tc);
+
+/* task_get() and task_put() are inline, in session/layer.h. */
 
 #endif
