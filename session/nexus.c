@@ -428,10 +428,14 @@ static void send_complete(px_conn *c, px_tp_send *s)
         conn_tx_done(c, t, s->status);
     else
         rx_response_sent(c, t, s->status);
-    if (c->state != CS_DEAD && !c->leaving) {
+    /* The steady state (established, nothing waiting) tests and goes on:
+     * this runs once per frame sent. */
+    if (c->state == CS_DEAD || c->leaving)
+        return;
+    if (!px_list_empty(&c->pending))
         conn_pump(c);
+    if (c->state == CS_CLOSING || c->state == CS_PEER_FIN)
         conn_check_drained(c);
-    }
 }
 
 /* Frames the transport copied at once complete here, from the loop: never
@@ -520,10 +524,14 @@ static void conn_room(px_conn *c)
             send_complete(c, s);
         }
     }
-    if (c->state != CS_DEAD && !c->leaving) {
+    /* The steady state (established, nothing waiting) tests and goes on:
+     * this runs once per frame sent. */
+    if (c->state == CS_DEAD || c->leaving)
+        return;
+    if (!px_list_empty(&c->pending))
         conn_pump(c);
+    if (c->state == CS_CLOSING || c->state == CS_PEER_FIN)
         conn_check_drained(c);
-    }
 }
 
 void conn_finish_sends(px_conn *c, px_tp_fifo *unfinished)

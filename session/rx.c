@@ -138,16 +138,22 @@ static px_task *rx_task_new(px_conn *c, const px_frame_hdr *h, const void *app_h
     t->conn = c;
     t->state = TS_DELIVERED;
     px_msg *m = &t->rx_msg;
-    memset(m, 0, sizeof(*m));
     t->msg = m;
-    m->type = msg_type_of(h->type);
-    m->sn = h->id;
+    /* Field by field, not a memset of the whole message: the part of priv[]
+     * the library does not use need not be cleared for every frame. */
+    m->out = (px_msg_vec){0};
+    m->in =
+        (px_msg_vec){.header = (void *)app_hdr, .header_len = h->hdr_len, .data_len = h->data_len};
     m->flags = (h->flags & PX_FF_RECEIPT) ? PX_MSG_RECEIPT : 0;
-    m->in.header = (void *)app_hdr;
-    m->in.header_len = h->hdr_len;
-    m->in.data_len = h->data_len;
+    m->type = msg_type_of(h->type);
+    m->timeout_ms = 0;
+    m->reserved = 0;
+    m->sn = h->id;
+    m->user_context = NULL;
+    m->in_iov[0] = (px_iov){0};
     t->inplace_hdr = h->hdr_len != 0;
     msg_priv *mp = msg_priv_of(m);
+    *mp = (msg_priv){0};
     mp->state = MS_DELIVERED;
     mp->conn = c;
     mp->task = t;
