@@ -8,6 +8,13 @@
 
 int px_tp_send_check(px_tp_send *req, uint32_t max_iov)
 {
+    /* The session layer validated the message at the API edge, once: a
+     * second pass here would cost every frame as much again. */
+    if (req->owner_checked) {
+        req->hdr.version = PX_WIRE_VERSION;
+        req->hdr.ext_len = 0;
+        return req->data_count > max_iov ? -PX_ETOOMANY : 0;
+    }
     if (req->hdr.hdr_len && !req->app_hdr)
         return -PX_EINVAL;
     if (req->data_count > max_iov)

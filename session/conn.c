@@ -515,6 +515,7 @@ static int launch(px_conn *c, px_msg *m)
     t->send.app_hdr = m->out.header;
     t->send.data = m->out.iov;
     t->send.data_count = m->out.iov_count;
+    t->send.owner_checked = 1; /* conn_check_out() passed, just before */
     if (needs_slot(type, m)) {
         slot_take(c, t);
         px_list_push_back(&c->awaiting, &t->link);

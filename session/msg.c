@@ -3,7 +3,6 @@
 
 #include "plexus/error.h"
 #include "session/internal.h"
-#include "session/layer.h"
 #include "session/task.h"
 
 int px_send_response(px_msg *req)
@@ -33,6 +32,7 @@ int px_send_response(px_msg *req)
     s->app_hdr = req->out.header;
     s->data = req->out.iov;
     s->data_count = req->out.iov_count;
+    s->owner_checked = 1; /* conn_check_out() passed above */
     t->state = TS_RESPONDING;
     t->released = 1;
     t->in_transport = 1;

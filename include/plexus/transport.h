@@ -113,16 +113,21 @@ typedef struct px_tp_fifo {
  * to likewise. The transport owns the `tp_*` fields while it holds the
  * request. */
 struct px_tp_send {
-    px_frame_hdr hdr;     /**< ext_len is the transport's to set */
-    const void *app_hdr;  /**< hdr.hdr_len bytes */
-    const px_iov *data;   /**< hdr.data_len bytes across data_count segments */
-    uint32_t data_count;  /**< segments in data */
-    const px_iov *reply;  /**< REQUEST only, optional: where the response should
-                             land, for transports that write it there
-                             (PX_TP_CAP_REPLY_DIRECT) */
-    uint32_t reply_count; /**< segments in reply */
-    void *cookie;         /**< the caller's */
-    int status;           /**< set before the completion: 0 or -PX_E... */
+    px_frame_hdr hdr;       /**< ext_len is the transport's to set */
+    const void *app_hdr;    /**< hdr.hdr_len bytes */
+    const px_iov *data;     /**< hdr.data_len bytes across data_count segments */
+    uint32_t data_count;    /**< segments in data */
+    const px_iov *reply;    /**< REQUEST only, optional: where the response should
+                               land, for transports that write it there
+                               (PX_TP_CAP_REPLY_DIRECT) */
+    uint32_t reply_count;   /**< segments in reply */
+    void *cookie;           /**< the caller's */
+    int status;             /**< set before the completion: 0 or -PX_E... */
+    uint32_t owner_checked; /**< nonzero: the owner built this send from a message it
+                               validated (segments present and adding up to
+                               hdr.data_len, a well-formed header), so
+                               px_tp_send_check() checks only what is the
+                               transport's own (max_iov); 0: it checks all */
     /* transport-private */
     px_tp_send *tp_next;               /**< transport-private: the FIFO's link (px_tp_fifo) */
     uint64_t tp_done;                  /**< transport-private */
@@ -534,7 +539,8 @@ PX_API int px_transport_foreach(void (*fn)(const px_transport *ops, void *arg), 
 /** Check a send: segments present and adding up to hdr.data_len, at most
  * max_iov of them, a header the peer's decoder would accept. Sets
  * hdr.version and hdr.ext_len = 0 (a transport that uses ext sets it
- * after).
+ * after). With s->owner_checked set only the count against max_iov is
+ * checked: the owner vouches for the rest.
  * @param s the send
  * @param max_iov the most data segments the transport takes
  * @return 0; -PX_EINVAL; -PX_ETOOMANY. */

@@ -306,6 +306,58 @@ START_TEST(mutation_random)
 }
 END_TEST
 
+/* The transports' check of a send. Unvouched, it refuses what the peer's
+ * decoder would and segments that do not add up; vouched for by the owner
+ * (owner_checked), it still refuses more segments than the transport takes,
+ * and it sets the fields that are the transport's either way. */
+static px_tp_send sample_send(const px_iov *seg, uint32_t count, uint32_t data_len)
+{
+    return (px_tp_send){
+        .hdr = {.type = PX_FT_ONEWAY, .data_len = data_len, .version = 0, .ext_len = 7},
+        .data = seg,
+        .data_count = count};
+}
+
+START_TEST(send_check_unvouched)
+{
+    char a[8], b[8];
+    px_iov seg[2] = {{.base = a, .len = sizeof(a)}, {.base = b, .len = sizeof(b)}};
+    px_tp_send s = sample_send(seg, 2, 16);
+    ck_assert_int_eq(px_tp_send_check(&s, 4), 0);
+    ck_assert_int_eq(s.hdr.version, PX_WIRE_VERSION);
+    ck_assert_int_eq(s.hdr.ext_len, 0);
+    s = sample_send(seg, 2, 15); /* the sum is not data_len */
+    ck_assert_int_eq(px_tp_send_check(&s, 4), -PX_EINVAL);
+    s = sample_send(seg, 2, 16);
+    ck_assert_int_eq(px_tp_send_check(&s, 1), -PX_ETOOMANY);
+    px_iov hole[2] = {{.base = a, .len = sizeof(a)}, {.base = NULL, .len = 8}};
+    s = sample_send(hole, 2, 16);
+    ck_assert_int_eq(px_tp_send_check(&s, 4), -PX_EINVAL);
+    s = sample_send(NULL, 2, 16);
+    ck_assert_int_eq(px_tp_send_check(&s, 4), -PX_EINVAL);
+    s = sample_send(seg, 2, 16);
+    s.hdr.hdr_len = 4; /* an application header with no bytes */
+    ck_assert_int_eq(px_tp_send_check(&s, 4), -PX_EINVAL);
+    s = sample_send(seg, 2, 16);
+    s.hdr.type = 0x7f; /* no such frame type: the peer would drop the connection */
+    ck_assert_int_eq(px_tp_send_check(&s, 4), -PX_EINVAL);
+}
+END_TEST
+
+START_TEST(send_check_vouched)
+{
+    char a[8], b[8];
+    px_iov seg[2] = {{.base = a, .len = sizeof(a)}, {.base = b, .len = sizeof(b)}};
+    px_tp_send s = sample_send(seg, 2, 16);
+    s.owner_checked = 1;
+    ck_assert_int_eq(px_tp_send_check(&s, 2), 0);
+    ck_assert_int_eq(s.hdr.version, PX_WIRE_VERSION);
+    ck_assert_int_eq(s.hdr.ext_len, 0);
+    ck_assert_int_eq(px_tp_send_check(&s, 1), -PX_ETOOMANY);
+}
+END_TEST
+
 PX_CHECK_MAIN("frame", encode_layout, decode_layout, truncated, bad_magic, bad_version, bad_type,
               bad_flags, bad_reserved, ext_len_limit, size_limits, control_no_payload, hello_rules,
-              error_leaves_out, round_trip_random, mutation_random)
+              error_leaves_out, round_trip_random, mutation_random, send_check_unvouched,
+              send_check_vouched)
