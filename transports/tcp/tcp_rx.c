@@ -51,11 +51,18 @@ static uint32_t le32(const uint8_t *p)
 static uint32_t count_complete_at(const tcp_conn *c, uint64_t pos)
 {
     uint32_t n = 0;
-    uint8_t h[PX_FRAME_HDR_LEN];
+    uint8_t copy[PX_FRAME_HDR_LEN];
+    uint64_t threshold = tcp_host(c)->inline_threshold;
     while (n < 255 && c->wr - pos >= PX_FRAME_HDR_LEN) {
-        ring_copy_out(c, pos, h, sizeof h);
+        /* Read in place; only a header that wraps is copied out. */
+        uint32_t off = (uint32_t)(pos & c->ring_mask);
+        const uint8_t *h = c->ring + off;
+        if (off + PX_FRAME_HDR_LEN > ring_size(c)) {
+            ring_copy_out(c, pos, copy, sizeof copy);
+            h = copy;
+        }
         uint64_t data = le32(h + 12);
-        if (data > tcp_host(c)->inline_threshold)
+        if (data > threshold)
             break;
         uint64_t total = PX_FRAME_HDR_LEN + le16(h + 28) + le16(h + 6) + data;
         if (c->wr - pos < total)
