@@ -135,6 +135,11 @@ typedef struct shm_conn {
     uint64_t cma_sent;   /* CMA/pool records written */
     uint64_t cma_acked;  /* ... acknowledged (validated copy of tx.ctl->acked) */
     unsigned cma_warned : 1;
+    /* Small frames are in the ring but the head does not show them yet:
+     * they are published together at the end of the loop pass (the flush),
+     * one head store and one fence for the lot. */
+    unsigned tx_unpublished : 1;
+    unsigned tx_pass_published : 1; /* this pass has published a small record */
 
     /* rx */
     shm_rx_mode rx_mode;

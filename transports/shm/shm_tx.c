@@ -1,6 +1,8 @@
 /* Send: a frame goes straight from the caller's buffers into the tx ring
  * inside send(). A small one is copied into one record and is done at
- * once (PX_TP_SENT). A large one is written as a CMA or pool descriptor
+ * once (PX_TP_SENT); the records of one loop pass become visible together,
+ * when the flush publishes the head (one store and one fence for the lot,
+ * and the consumer's line moves once). A large one is written as a CMA or pool descriptor
  * and stays in the chassis's send FIFO (PX_TP_QUEUED) until the receiver
  * acknowledges it has read the caller's memory; where CMA is not
  * permitted its data follows in chunks as the ring frees up (the conn's
@@ -30,11 +32,32 @@
 /* Publish sealed records; wake the consumer if it said it sleeps. */
 void shm_tx_publish(shm_conn *c)
 {
+    c->tx_unpublished = 0;
     shm_ring_publish(&c->tx);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     uint32_t *f = &c->tx.ctl->cons_sleep;
     if (__atomic_load_n(f, __ATOMIC_RELAXED) && __atomic_exchange_n(f, 0, __ATOMIC_ACQ_REL))
         shm_wake_peer(c);
+}
+
+/* A small record just written. The first of a loop pass is published at
+ * once, and so is any while the consumer sleeps: the consumer starts on it
+ * while we write the next (holding it to the end of the pass would
+ * serialise the two sides, and cost a lone round trip its latency). The
+ * others of the pass are published together by the flush: one head store
+ * and one fence for the lot, and the consumer's copy of the line moves
+ * once. The sleep flag is read without the fence: the flush's publish
+ * makes the full check, so a consumer falling asleep meanwhile is still
+ * woken. */
+static void tx_publish_soon(shm_conn *c)
+{
+    if (!c->tx_pass_published || __atomic_load_n(&c->tx.ctl->cons_sleep, __ATOMIC_RELAXED)) {
+        shm_tx_publish(c);
+        c->tx_pass_published = 1;
+    } else {
+        c->tx_unpublished = 1;
+    }
+    px_tpc_mark_dirty(&c->base); /* the flush publishes the rest, ends the pass */
 }
 
 static uint32_t inline_len(const px_tp_send *s)
@@ -74,6 +97,8 @@ static int tail_moved(const shm_conn *c)
  * room upcall. If room came while we armed, 1: try again now. */
 static int refuse_for_room(shm_conn *c)
 {
+    if (c->tx_unpublished) /* the consumer frees room only from what it sees */
+        shm_tx_publish(c);
     if (shm_tx_arm_wait(c))
         return 1;
     px_tpc_mark_hot(&c->base); /* the prepare hook keeps the wake-up armed */
@@ -129,7 +154,7 @@ int shm_tx_send(px_tp_conn *pc, px_tp_send *s)
         if (rc == PX_TP_QUEUED && !small)
             return PX_TP_QUEUED;
         if (rc == 1) {
-            shm_tx_publish(c);
+            tx_publish_soon(c);
             return PX_TP_SENT;
         }
         if (rc != -PX_EAGAIN) {
@@ -178,6 +203,9 @@ int shm_tx_flush(px_tp_conn *pc)
     shm_conn *c = (shm_conn *)(void *)pc;
     if (c->state != SHM_OPEN)
         return 0;
+    if (c->tx_unpublished)
+        shm_tx_publish(c);
+    c->tx_pass_published = 0;
     if (c->partial) {
         int rc = shm_bulk_write(c, c->partial);
         if (rc < 0 && rc != -PX_EAGAIN)
@@ -249,6 +277,9 @@ void shm_tx_close_gate(shm_conn *c)
 
 void shm_tx_close(shm_conn *c, px_tp_fifo *unfinished)
 {
+    /* Frames sent in this loop pass were reported sent: the peer sees them. */
+    if (c->tx_unpublished && c->state == SHM_OPEN)
+        shm_tx_publish(c);
     shm_tx_close_gate(c); /* the peer may read on even if we failed the link */
     /* What the peer has read is finished: it goes back with status 0. */
     (void)refresh_acked(c);
