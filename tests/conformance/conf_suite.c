@@ -1173,6 +1173,67 @@ START_TEST(sizes)
 }
 END_TEST
 
+/* ---- reply_many_segments: a reply vector of more segments than a
+ * transport reads or copies in one call (a context may allow 1024) */
+
+static struct {
+    px_iov *seg;
+    unsigned n;
+    int checked;
+} many;
+
+static void many_done(struct client *cl, struct tmsg *t)
+{
+    (void)cl;
+    ck_assert_msg(t->m.in.iov == many.seg, "reply did not land in the %u-segment vector", many.n);
+    px_msg_vec ours = {.iov = many.seg, .iov_count = many.n, .data_len = t->m.in.data_len};
+    check_data(&ours, t->expect, t->size, t->seq);
+    many.checked++;
+    release(t);
+}
+
+START_TEST(reply_many_segments)
+{
+    static const unsigned nseg[] = {65, 200, 1024};
+    const size_t size = MIB + 12345;
+    px_ctx_opts o = {.max_iov = 1024};
+    struct server sv;
+    server_start(&sv);
+    struct client *cl = client_new(sv.uri, &o);
+    struct tmsg *t = tmsgs_new(1);
+    cl->done = many_done;
+    many.checked = 0;
+    for (size_t i = 0; i < sizeof(nseg) / sizeof(nseg[0]); i++) {
+        unsigned n = nseg[i];
+        uint8_t *buf = malloc(size);
+        px_iov *seg = calloc(n, sizeof(*seg));
+        ck_assert(buf != NULL && seg != NULL);
+        size_t each = size / n;
+        for (unsigned k = 0; k < n; k++)
+            seg[k] = (px_iov){.base = buf + k * each, .len = k + 1 < n ? each : size - k * each};
+        many.seg = seg;
+        many.n = n;
+        free(t->in_buf);
+        t->in_buf = NULL;
+        tmsg_prep(t, CONF_ECHO, 100 + i, size, 1, 0);
+        t->m.in.iov = seg;
+        t->m.in.iov_count = n;
+        send_req_ok(cl, t);
+        RUN_UNTIL(cl, t->state != T_SENT, 60000);
+        ck_assert_msg(t->state == T_OK, "%zu B reply into %u segments: %s", size, n,
+                      px_strerror(t->err));
+        ck_assert_int_eq(many.checked, (int)i + 1);
+        free(seg);
+        free(buf);
+    }
+    cl->done = NULL;
+    echo_once(cl, 99, 5000);
+    client_free(cl);
+    tmsgs_free(t, 1);
+    server_stop(&sv);
+}
+END_TEST
+
 /* ---- too_large: limits are checked at send time */
 
 static void expect_refused(struct client *cl, struct tmsg *t, int oneway, int want,
@@ -2937,6 +2998,7 @@ int main(int argc, char **argv)
     add_case(s, "inflight_1000", inflight_1000, 60);
     add_case(s, "inflight_backpressure", inflight_backpressure, 60);
     add_case(s, "sizes", sizes, 180);
+    add_case(s, "reply_many_segments", reply_many_segments, 60);
     add_case(s, "too_large", too_large, 30);
     add_case(s, "oneway_receipts", oneway_receipts, 60);
     add_case(s, "cancel", cancel, 30);

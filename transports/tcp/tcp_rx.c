@@ -9,7 +9,9 @@
  *   prefix is copied to scratch and RX_ASSIGN asks the owner for a
  *   destination. The data bytes already in the ring are copied there and
  *   the rest is read straight into it, with the ring appended as the last
- *   iovecs of each readv so the frames behind it arrive in the same call.
+ *   iovecs of each readv so the frames behind it arrive in the same call
+ *   (only once the destination's iovecs hold all of the rest: one of more
+ *   than TCP_RX_IOV segments is read TCP_RX_IOV at a time).
  *   If the owner declines, a frame fully and contiguously in the ring is
  *   delivered in place; otherwise a buffer of our own receives it.
  */
@@ -342,7 +344,11 @@ static int read_burst(tcp_conn *c)
         struct iovec iov[TCP_RX_IOV + 2];
         size_t want = 0;
         int cnt = c->rx_mode != RX_RING ? dst_iov(c, iov, &want) : 0;
-        cnt += ring_iov(c, iov + cnt, &want);
+        /* The ring takes what follows the frame, so it goes behind the
+         * destination only when that holds all the frame's rest: a
+         * destination of more than TCP_RX_IOV segments is read in turns. */
+        if (c->rx_mode == RX_RING || want == c->rx_left)
+            cnt += ring_iov(c, iov + cnt, &want);
         if (cnt == 0)
             return px_tpc_fail(&c->base, -PX_EMSGSIZE); /* cannot happen: see the ring sizing */
         ssize_t n = readv(c->fd, iov, cnt);
