@@ -439,15 +439,29 @@ static void send_complete(px_conn *c, px_tp_send *s)
 }
 
 /* Frames the transport copied at once complete here, from the loop: never
- * inside the call that sent them. */
-static void sent_fn(px_deferred *d)
+ * inside the call that sent them. From the loop, only those there when it
+ * began (`all` 0): an application that sends again from each completion
+ * adds to the FIFO as fast as this empties it, and would hold the loop
+ * here for as long as it kept on (no receive, no timer, no flush). What
+ * it adds waits for the next round: the transport's send deferred this
+ * again. A death inside a completion drains the FIFO (conn_finish_sends,
+ * `all` 1), and the pop here then ends. */
+static void complete_copied(px_conn *c, int all)
 {
-    px_conn *c = PX_CONTAINER_OF(d, px_conn, sent_d);
+    const px_tp_send *last = c->sent.tail;
     px_tp_send *s;
     while ((s = px_tp_fifo_pop(&c->sent)) != NULL) {
+        int was_last = s == last;
         s->status = 0;
         send_complete(c, s);
+        if (was_last && !all)
+            break;
     }
+}
+
+static void sent_fn(px_deferred *d)
+{
+    complete_copied(PX_CONTAINER_OF(d, px_conn, sent_d), 0);
 }
 
 void conn_init_sends(px_conn *c)
@@ -536,7 +550,7 @@ static void conn_room(px_conn *c)
 
 void conn_finish_sends(px_conn *c, px_tp_fifo *unfinished)
 {
-    sent_fn(&c->sent_d); /* these left */
+    complete_copied(c, 1); /* these left */
     px_ctx_undefer(&c->sent_d);
     px_ctx_undefer(&c->join_d);
     for (px_tp_send *s = c->blocked.head; s; s = s->tp_next)

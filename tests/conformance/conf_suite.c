@@ -1234,6 +1234,70 @@ START_TEST(reply_many_segments)
 }
 END_TEST
 
+/* ---- send_from_completion: an application that sends again from every
+ * completion, as fast as the link takes it, still lets the loop receive */
+
+#define STREAM_WINDOW 64
+
+static struct {
+    int on;
+    uint64_t seq, done;
+} stream;
+
+static void stream_next(struct client *cl, struct tmsg *t)
+{
+    if (t->kind != K_ONEWAY) {
+        check_echo(t);
+        release(t);
+        return;
+    }
+    ck_assert_msg(t->state == T_OK, "one-way seq %llu failed: %s", (unsigned long long)t->seq,
+                  px_strerror(t->err));
+    stream.done++;
+    if (!stream.on)
+        return;
+    tmsg_prep(t, CONF_SEQ, stream.seq, 64, 1, 0);
+    stream.seq++;
+    ck_assert_int_eq(send_oneway(cl, t, 0), 0);
+}
+
+START_TEST(send_from_completion)
+{
+    struct server sv;
+    server_start(&sv);
+    struct client *cl = client_new(sv.uri, NULL);
+    struct tmsg *t = tmsgs_new(STREAM_WINDOW);
+    stream.on = 1;
+    stream.seq = stream.done = 0;
+    cl->done = stream_next;
+    for (int i = 0; i < STREAM_WINDOW; i++) {
+        tmsg_prep(&t[i], CONF_SEQ, stream.seq, 64, 1, 0);
+        stream.seq++;
+        ck_assert_int_eq(send_oneway(cl, &t[i], 0), 0);
+    }
+    RUN_UNTIL(cl, stream.done >= 20000, 30000);
+    /* The stream goes on; a request's response must still be received. */
+    struct tmsg *r = tmsgs_new(1);
+    tmsg_prep(r, CONF_ECHO, 1, 100, 1, 0);
+    send_req_ok(cl, r);
+    RUN_UNTIL(cl, r->state != T_SENT, 10000);
+    ck_assert_msg(r->state == T_OK, "echo during the stream: %s", px_strerror(r->err));
+    stream.on = 0;
+    RUN_UNTIL(cl, stream.done == stream.seq, 10000);
+    cl->done = NULL;
+    struct conf_seq_report rep;
+    query(cl, CONF_SEQ_CHECK, &rep, sizeof(rep));
+    ck_assert_msg(rep.received == stream.seq && rep.errors == 0,
+                  "server saw %llu of %llu one-way messages, %llu out of order",
+                  (unsigned long long)rep.received, (unsigned long long)stream.seq,
+                  (unsigned long long)rep.errors);
+    client_free(cl);
+    tmsgs_free(r, 1);
+    tmsgs_free(t, STREAM_WINDOW);
+    server_stop(&sv);
+}
+END_TEST
+
 /* ---- too_large: limits are checked at send time */
 
 static void expect_refused(struct client *cl, struct tmsg *t, int oneway, int want,
@@ -2995,6 +3059,7 @@ int main(int argc, char **argv)
     add_case_needing(s, "shared_link_raw", shared_link_raw, 30, N_WIRE);
     add_case(s, "echo_100k", echo_100k, 180);
     add_case(s, "fifo_order", fifo_order, 120);
+    add_case(s, "send_from_completion", send_from_completion, 60);
     add_case(s, "inflight_1000", inflight_1000, 60);
     add_case(s, "inflight_backpressure", inflight_backpressure, 60);
     add_case(s, "sizes", sizes, 180);

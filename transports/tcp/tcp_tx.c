@@ -37,13 +37,15 @@ static int add_seg(struct iovec *iov, int *cnt, size_t *want, const void *base, 
     return 1;
 }
 
-/* Fill iov from the head of the queue on. A frame may be cut short when
- * iov fills; the rest goes in the next sendmsg. */
-static int gather(const tcp_conn *c, struct iovec *iov, size_t *want)
+/* Fill iov from the head of the queue on, up to and including `last`. A
+ * frame may be cut short when iov fills; the rest goes in the next
+ * sendmsg. */
+static int gather(const tcp_conn *c, struct iovec *iov, size_t *want, const px_tp_send *last)
 {
     int cnt = 0;
     *want = 0;
-    for (const px_tp_send *s = c->base.sends.head; s && cnt < TCP_TX_IOV; s = s->tp_next) {
+    for (const px_tp_send *s = c->base.sends.head; s && cnt < TCP_TX_IOV;
+         s = s == last ? NULL : s->tp_next) {
         uint64_t skip = s->tp_done;
         if (!add_seg(iov, &cnt, want, s->tp_wire, PX_FRAME_HDR_LEN, &skip))
             break;
@@ -57,8 +59,10 @@ static int gather(const tcp_conn *c, struct iovec *iov, size_t *want)
 }
 
 /* `n` bytes were written: complete every frame they finish (its memory is
- * the caller's again). -1 when the conn is gone. */
-static int advance(tcp_conn *c, size_t n)
+ * the caller's again). *ended is set once `last` is finished: compared
+ * before its completion, after which the caller may reuse it at once. -1
+ * when the conn is gone. */
+static int advance(tcp_conn *c, size_t n, const px_tp_send *last, int *ended)
 {
     while (n) {
         px_tp_send *s = c->base.sends.head;
@@ -68,6 +72,7 @@ static int advance(tcp_conn *c, size_t n)
             return 0;
         }
         n -= left;
+        *ended = s == last;
         if (px_tpc_complete_head(&c->base, 0) < 0)
             return -1;
     }
@@ -89,9 +94,16 @@ int tcp_tx_flush(px_tp_conn *pc)
     if (c->state != TCP_OPEN)
         return 0; /* a connecting conn flushes once open */
     struct iovec iov[TCP_TX_IOV];
-    while (c->base.sends.head) {
+    /* Only the frames queued when the flush began: an owner that sends
+     * again from each completion would otherwise keep it writing for as
+     * long as the socket takes it, and the loop would receive nothing
+     * meanwhile. What it queues goes in the next flush (it marked the conn
+     * dirty again). */
+    const px_tp_send *last = c->base.sends.tail;
+    int ended = 0;
+    while (c->base.sends.head && !ended) {
         size_t want;
-        int cnt = gather(c, iov, &want);
+        int cnt = gather(c, iov, &want, last);
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
         /* sendmsg, not writev: MSG_NOSIGNAL keeps SIGPIPE away. */
         ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -104,7 +116,7 @@ int tcp_tx_flush(px_tp_conn *pc)
             }
             return px_tpc_disconnect(pc, errno == EPIPE ? -PX_ECONNRESET : tcp_err(errno));
         }
-        if (advance(c, (size_t)n) < 0)
+        if (advance(c, (size_t)n, last, &ended) < 0)
             return -1;
         if ((size_t)n < want) {
             /* A short write means the socket buffer is full: wait for room
@@ -114,7 +126,7 @@ int tcp_tx_flush(px_tp_conn *pc)
         }
     }
     set_full(c, 0);
-    return px_tpc_room(pc);
+    return c->base.sends.head ? 0 : px_tpc_room(pc);
 }
 
 int tcp_tx_send(px_tp_conn *pc, px_tp_send *s)
