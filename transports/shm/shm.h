@@ -37,20 +37,21 @@
 
 #include "transports/shm/shm_ring.h"
 
-#define SHM_NAME_MAX    80u          /* shm://name length (abstract socket path limit) */
-#define SHM_RING_MIN    (256u << 10) /* per direction; fits any frame prefix in half */
-#define SHM_RING_DEF    (256u << 10)
-#define SHM_RING_MAX    (64u << 20)
-#define SHM_SEG_HDR     4096u       /* segment header + both control blocks */
-#define SHM_MAX_IOV     1024u       /* data segments per send (caps) */
-#define SHM_CMA_MAX_SEG 63u         /* (addr, len) pairs in a CMA descriptor */
-#define SHM_POOL_NSEG   42u         /* (id, off, len) triples in a pool descriptor (ext <= 1 KiB) */
-#define SHM_POOL_MAX    32u         /* regions announced / mapped per conn and direction */
-#define SHM_RX_BATCH    64          /* records per drain before other conns get a turn */
-#define SHM_OWN_KEEP    (1u << 20)  /* fallback rx buffer kept up to this size */
-#define SHM_HS_TIMEOUT  10000000u   /* us for a client to complete the rendezvous */
-#define SHM_MAGIC       0x6d687370u /* "pshm" */
-#define SHM_VERSION     1u
+#define SHM_NAME_MAX      80u          /* shm://name length (abstract socket path limit) */
+#define SHM_RING_MIN      (256u << 10) /* per direction; fits any frame prefix in half */
+#define SHM_RING_DEF      (256u << 10)
+#define SHM_RING_MAX      (64u << 20)
+#define SHM_SEG_HDR       4096u /* segment header + both control blocks */
+#define SHM_MAX_IOV       1024u /* data segments per send (caps) */
+#define SHM_CMA_MAX_SEG   63u   /* (addr, len) pairs in a CMA descriptor */
+#define SHM_POOL_NSEG     42u   /* (id, off, len) triples in a pool descriptor (ext <= 1 KiB) */
+#define SHM_POOL_MAX      32u   /* regions announced / mapped per conn and direction */
+#define SHM_RX_BATCH      64    /* records per drain before other conns get a turn */
+#define SHM_PUBLISH_BATCH 16    /* small records written before the head shows them, at most */
+#define SHM_OWN_KEEP      (1u << 20)  /* fallback rx buffer kept up to this size */
+#define SHM_HS_TIMEOUT    10000000u   /* us for a client to complete the rendezvous */
+#define SHM_MAGIC         0x6d687370u /* "pshm" */
+#define SHM_VERSION       1u
 
 /* Options from the URI query (listener's for accepted conns, client's for
  * its own). Value type. */
@@ -135,10 +136,10 @@ typedef struct shm_conn {
     uint64_t cma_sent;   /* CMA/pool records written */
     uint64_t cma_acked;  /* ... acknowledged (validated copy of tx.ctl->acked) */
     unsigned cma_warned : 1;
-    /* Small frames are in the ring but the head does not show them yet:
-     * they are published together at the end of the loop pass (the flush),
-     * one head store and one fence for the lot. */
-    unsigned tx_unpublished : 1;
+    /* Small frames in the ring that the head does not show yet: published
+     * together, one head store and one fence for the lot, at the end of
+     * the loop pass (the flush) or once SHM_PUBLISH_BATCH have gathered. */
+    uint32_t tx_unpublished;
     unsigned tx_pass_published : 1; /* this pass has published a small record */
 
     /* rx */

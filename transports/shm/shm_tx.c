@@ -44,18 +44,18 @@ void shm_tx_publish(shm_conn *c)
  * once, and so is any while the consumer sleeps: the consumer starts on it
  * while we write the next (holding it to the end of the pass would
  * serialise the two sides, and cost a lone round trip its latency). The
- * others of the pass are published together by the flush: one head store
- * and one fence for the lot, and the consumer's copy of the line moves
- * once. The sleep flag is read without the fence: the flush's publish
- * makes the full check, so a consumer falling asleep meanwhile is still
- * woken. */
+ * others are published together, by the flush or once SHM_PUBLISH_BATCH
+ * have gathered (a pass may write thousands, and the consumer would wait
+ * idle for all of them): one head store and one fence for the lot, and
+ * the consumer's copy of the line moves once. The sleep flag is read
+ * without the fence: the next publish makes the full check, so a consumer
+ * falling asleep meanwhile is still woken. */
 static void tx_publish_soon(shm_conn *c)
 {
-    if (!c->tx_pass_published || __atomic_load_n(&c->tx.ctl->cons_sleep, __ATOMIC_RELAXED)) {
+    if (!c->tx_pass_published || ++c->tx_unpublished >= SHM_PUBLISH_BATCH ||
+        __atomic_load_n(&c->tx.ctl->cons_sleep, __ATOMIC_RELAXED)) {
         shm_tx_publish(c);
         c->tx_pass_published = 1;
-    } else {
-        c->tx_unpublished = 1;
     }
     px_tpc_mark_dirty(&c->base); /* the flush publishes the rest, ends the pass */
 }
