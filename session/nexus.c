@@ -486,7 +486,8 @@ static int transport_send(px_conn *c, px_tp_send *s)
 {
     int rc = c->tp->ops->send(c->tp, s);
     if (rc == PX_TP_SENT) {
-        px_tpc_unbounce(s); /* a copy we made while it waited, if any */
+        if (s->tp_bounce)
+            px_tpc_unbounce(s); /* a copy we made while it waited */
         px_tp_fifo_push(&c->sent, s);
         px_ctx_defer(c->ctx, &c->sent_d);
         return 0;

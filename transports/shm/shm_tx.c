@@ -146,9 +146,13 @@ int shm_tx_send(px_tp_conn *pc, px_tp_send *s)
         return rc;
     if (c->partial) /* frames leave in order: behind the one being written */
         return px_tpc_refuse(pc);
-    s->tp_done = 0;
-    memset(s->tp_priv, 0, sizeof s->tp_priv);
     int small = fits_inline(c, s);
+    if (!small) {
+        /* Only a send the transport keeps uses these: a small one is the
+         * caller's again when send() returns. */
+        s->tp_done = 0;
+        memset(s->tp_priv, 0, sizeof s->tp_priv);
+    }
     for (int attempt = 0; attempt < 2; attempt++) {
         rc = small ? write_inline(c, s) : write_bulk(c, s);
         if (rc == PX_TP_QUEUED && !small)
