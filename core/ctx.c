@@ -207,19 +207,22 @@ static int stop_requested(px_ctx *ctx)
     return atomic_load_explicit(&ctx->stop_req, memory_order_acquire);
 }
 
-/* Spin for up to poll_us of idleness, then sleep once in the loop. */
-static void iterate(px_ctx *ctx)
+/* Spin for up to poll_us of idleness, then sleep once in the loop. The
+ * run's timeout may fire in a spin's libev pass: its ev_break ends only
+ * that pass, so the spin stops on the flag itself, and the loop is not
+ * entered to sleep (it would wait for whatever timer came next). */
+static void iterate(px_ctx *ctx, const int *timed_out)
 {
     if (ctx->opts.poll_us) {
         uint64_t budget = (uint64_t)ctx->opts.poll_us * 1000u;
         uint64_t idle_since = px_now_ns();
-        while (!stop_requested(ctx)) {
+        while (!stop_requested(ctx) && !*timed_out) {
             if (poll_once(ctx) > 0)
                 idle_since = px_now_ns();
             else if (px_now_ns() - idle_since >= budget)
                 break;
         }
-        if (stop_requested(ctx))
+        if (stop_requested(ctx) || *timed_out)
             return;
     }
     loop_run(ctx, EVRUN_ONCE);
@@ -249,7 +252,7 @@ int px_ctx_run_timeout(px_ctx *ctx, int timeout_ms)
         ev_timer_start(ctx->loop, &tw);
     }
     while (!stop_requested(ctx) && !timed_out)
-        iterate(ctx);
+        iterate(ctx, &timed_out);
     if (timeout_ms >= 0)
         ev_timer_stop(ctx->loop, &tw);
     atomic_store_explicit(&ctx->stop_req, 0, memory_order_release);

@@ -184,6 +184,28 @@ START_TEST(ctx_stop_from_another_thread)
 }
 END_TEST
 
+/* A run's timeout that falls inside a busy-polling spin ends the run: it
+ * does not go on to sleep until the next timer (here 20 s away). */
+START_TEST(ctx_run_timeout_inside_a_spin)
+{
+    px_ctx_opts o = {.poll_us = 50000};
+    px_ctx *ctx;
+    px_timer *t;
+    int fired = 0;
+    ck_assert_int_eq(px_ctx_create(&o, &ctx), 0);
+    ck_assert_int_eq(px_timer_create(ctx, count_timer, &fired, &t), 0);
+    ck_assert_int_eq(px_timer_start(t, 20000, 0), 0);
+    uint64_t t0 = px_now_ns();
+    ck_assert_int_eq(px_ctx_run_timeout(ctx, 5), -PX_ETIMEDOUT);
+    uint64_t took_ms = (px_now_ns() - t0) / 1000000u;
+    ck_assert_int_eq(fired, 0);
+    ck_assert_msg(took_ms < 10000, "px_ctx_run_timeout(5 ms) of a polling context took %llu ms",
+                  (unsigned long long)took_ms);
+    px_timer_destroy(t);
+    ck_assert_int_eq(px_ctx_destroy(ctx), 0);
+}
+END_TEST
+
 START_TEST(ctx_poll_and_polling_mode)
 {
     px_ctx_opts o = {.poll_us = 200};
@@ -1069,11 +1091,11 @@ START_TEST(ctx_driven_from_a_libev_loop)
 END_TEST
 
 PX_CHECK_MAIN("ctx", ctx_create_destroy_and_bad_options, ctx_run_timeout_and_timers,
-              ctx_run_timeout_counts_from_the_call, ctx_stop_from_a_timer_ends_run,
-              ctx_post_from_threads, ctx_stop_from_another_thread, ctx_poll_and_polling_mode,
-              ctx_destroy_refused_while_objects_live, ctx_fd_readable_on_post_from_thread,
-              ctx_fd_unavailable_without_epoll, ctx_arm_refuses_while_work_pending,
-              ctx_timeout_follows_timers, ctx_timeout_counts_session_timers,
-              ctx_post_node_from_threads_under_epoll, ctx_post_node_reused_from_its_fn,
-              ctx_epoll_drives_tcp, ctx_epoll_drives_unix, ctx_epoll_drives_shm,
-              ctx_driven_from_a_libev_loop)
+              ctx_run_timeout_counts_from_the_call, ctx_run_timeout_inside_a_spin,
+              ctx_stop_from_a_timer_ends_run, ctx_post_from_threads, ctx_stop_from_another_thread,
+              ctx_poll_and_polling_mode, ctx_destroy_refused_while_objects_live,
+              ctx_fd_readable_on_post_from_thread, ctx_fd_unavailable_without_epoll,
+              ctx_arm_refuses_while_work_pending, ctx_timeout_follows_timers,
+              ctx_timeout_counts_session_timers, ctx_post_node_from_threads_under_epoll,
+              ctx_post_node_reused_from_its_fn, ctx_epoll_drives_tcp, ctx_epoll_drives_unix,
+              ctx_epoll_drives_shm, ctx_driven_from_a_libev_loop)
