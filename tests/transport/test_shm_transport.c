@@ -317,6 +317,34 @@ START_TEST(test_bulk_under_threshold)
 }
 END_TEST
 
+/* A consumer whose loop busy-polls says so (shm_ring_ctl.cons_polls), and
+ * large frames from plain memory then go chunked through the ring, not by
+ * CMA, which pins and copies page by page; test_bulk_paths is the
+ * sleeping consumer's side (CMA). A small frame each way first: a
+ * consumer says it polls at its first drain. Its own contexts: no
+ * fixture. */
+START_TEST(test_bulk_to_polling_consumer)
+{
+    px_ctx_opts o = {.poll_us = 1000};
+    h_setup("shm", &o);
+    h_pair p;
+    h_pair_open(&p, TMPL);
+    send_one(h_msg_new(p.cli, p.srv, 64, 1));
+    send_one(h_msg_new(p.srv, p.cli, 64, 1));
+    const uint32_t sizes[] = {100000u, MIB, 3 * MIB + 17};
+    for (unsigned i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (int dir = 0; dir < 2; dir++) {
+            h_ep *from = dir ? p.srv : p.cli, *to = dir ? p.cli : p.srv;
+            send_one(h_msg_new(from, to, sizes[i], 1 + i % 4));
+        }
+    shm_stats *s = &SC(p.cli)->stats, *t = &SC(p.srv)->stats;
+    ck_assert_uint_eq(s->tx_chunked, 3);
+    ck_assert_uint_eq(t->tx_chunked, 3);
+    ck_assert_uint_eq(s->tx_cma + t->tx_cma, 0);
+    h_teardown();
+}
+END_TEST
+
 /* ---- echo from receive memory ---------------------------------------------------------- */
 
 /* What shm does with each echo: counts in the test's own. */
@@ -856,6 +884,7 @@ int main(void)
         T(test_bad_uris, 0, 1),
         T(test_bulk_paths, 4, 1),
         T(test_bulk_under_threshold, 2, 0),
+        T(test_bulk_to_polling_consumer, 0, 0),
         T(test_inplace_echo_pinned, 2, 1),
         T(test_peer_sigkill, 2, 1),
         T(test_scribble, 0, 1),

@@ -232,6 +232,7 @@ static int spin(shm_tp *tp)
 static int shm_prepare(px_tp *ptp, int may_block)
 {
     shm_tp *tp = TP(ptp);
+    tp->polling = !may_block || tp->spin_us != 0;
     if (!may_block)
         return 0;
     int awake = 0;
@@ -703,7 +704,9 @@ static const px_tp_option shm_options[] = {
     {"allow_uid", "<uid>|any", "own uid only", "any", PX_TP_OPT_CONNECT | PX_TP_OPT_LISTEN,
      "also trust this user (any: every user); a client also looks for the server under it"},
     {"cma", "0|1", "1 (0 when PX_SHM_CMA=0)", "0", PX_TP_OPT_CONNECT | PX_TP_OPT_LISTEN,
-     "move large data with one copy by process_vm_readv; 0 on either side turns it off"},
+     "move large data with one copy by process_vm_readv to a receiver that may sleep (one that "
+     "busy-polls gets it chunked through the ring, which is faster); 0 on either side turns it "
+     "off"},
     {"ring", "<bytes> power of two, 256 KiB..64 MiB", "262144", "1048576", PX_TP_OPT_CONNECT,
      "the size of each direction's ring in the segment the client creates (a listener ignores it)"},
     {"spin_us", "<us> 0..1000000", "0", "50", PX_TP_OPT_CONNECT | PX_TP_OPT_LISTEN,

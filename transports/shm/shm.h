@@ -77,6 +77,10 @@ typedef struct shm_stats {
 typedef struct shm_tp {
     px_tp base;       /* first */
     uint32_t spin_us; /* the largest spin_us of any conn */
+    /* The loop's last pass did not block (the context busy-polls) or
+     * spins before it sleeps: what each conn tells its producer
+     * (shm_ring_ctl.cons_polls), at its next drain. */
+    unsigned polling : 1;
     shm_stats stats;
 } shm_tp;
 
@@ -141,6 +145,7 @@ typedef struct shm_conn {
      * the loop pass (the flush) or once SHM_PUBLISH_BATCH have gathered. */
     uint32_t tx_unpublished;
     unsigned tx_pass_published : 1; /* this pass has published a small record */
+    unsigned rx_polls_said : 1;     /* what rx.ctl->cons_polls says */
 
     /* rx */
     shm_rx_mode rx_mode;

@@ -54,6 +54,11 @@ typedef struct shm_ring_ctl {
     uint32_t cons_sleep;            /* 1: consumer sleeps until head moves */
     uint32_t cma_ok;                /* consumer can read the producer (SHM_CMA_*) */
     uint64_t acked;                 /* the ack word: see below */
+    /* 1: the consumer's loop busy-polls (or spins before it sleeps), so
+     * it takes each record as it comes; 0 (also an older peer's segment,
+     * where this is padding): it may sleep between them. A hint only: the
+     * producer picks how large data moves by it, never trusts it further. */
+    uint32_t cons_polls;
 } shm_ring_ctl;
 
 /* The ack word. Its high bits count the CMA/pool records the consumer has

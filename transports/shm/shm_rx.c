@@ -175,10 +175,22 @@ static int rx_record(shm_conn *c, uint16_t kind, const uint8_t *p, uint32_t len)
     }
 }
 
+/* Tell the producer whether we take records as they come (see
+ * shm_ring_ctl.cons_polls); written only when it changes. */
+static void say_polls(shm_conn *c)
+{
+    unsigned polls = c->tp->polling;
+    if (c->rx_polls_said != polls) {
+        c->rx_polls_said = polls;
+        __atomic_store_n(&c->rx.ctl->cons_polls, polls, __ATOMIC_RELAXED);
+    }
+}
+
 int shm_rx_drain(shm_conn *c)
 {
     if (c->state != SHM_OPEN)
         return 0;
+    say_polls(c);
     c->in_rx = 1;
     int n = 0;
     /* Paused, only the rest of a chunked frame in progress is taken. */
