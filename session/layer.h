@@ -30,9 +30,9 @@ static inline px_layer *layer_of(px_ctx *ctx)
     return ctx->layer_priv;
 }
 
-/* Inline, as is layer_of(): every message takes a task and gives it back,
- * and a call each way cost more than the work. */
-/* A zeroed task with gen bumped, or NULL when memory is exhausted. */
+/* A zeroed task with gen bumped, or NULL when memory is exhausted. Inline,
+ * as is task_put(): every message takes a task and gives it back, and a
+ * call each way cost more than the work. */
 static inline px_task *task_get(px_ctx *ctx)
 {
     task_cache *tc = &layer_of(ctx)->tasks;

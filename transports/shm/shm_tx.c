@@ -1,12 +1,12 @@
 /* Send: a frame goes straight from the caller's buffers into the tx ring
  * inside send(). A small one is copied into one record and is done at
- * once (PX_TP_SENT); the records of one loop pass become visible together,
- * when the flush publishes the head (one store and one fence for the lot,
- * and the consumer's line moves once). A large one is written as a CMA or pool descriptor
- * and stays in the chassis's send FIFO (PX_TP_QUEUED) until the receiver
- * acknowledges it has read the caller's memory; where CMA is not
- * permitted its data follows in chunks as the ring frees up (the conn's
- * `partial` send, the FIFO's tail). When the ring has no room the send is
+ * once (PX_TP_SENT); records become visible in groups (tx_publish_soon:
+ * one head store and one fence for up to SHM_PUBLISH_BATCH of them). A
+ * large one is written as a CMA or pool descriptor and stays in the
+ * chassis's send FIFO (PX_TP_QUEUED) until the receiver acknowledges it
+ * has read the caller's memory; to a receiver that busy-polls, or where
+ * CMA is not permitted, its data follows in chunks as the ring frees up
+ * (the conn's `partial` send, the FIFO's tail). When the ring has no room the send is
  * refused with -PX_EAGAIN; the consumer writes our eventfd once it frees
  * room (we advertised prod_wait), and the room upcall follows.
  *
